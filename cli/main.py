@@ -1,0 +1,289 @@
+"""The `deepbow` command: thin click commands over the Python API.
+
+Commands parse, call the API and print: results on stdout (a table, or JSON with --json),
+progress and messages on stderr. Our own errors become one line `error: ...` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from deepbow.errors import DeepBowError
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DeepBowError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+def model_option(fn):
+    return click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+                        help="Model directory (default: $DEEPBOW_MODEL or the shipped model).")(fn)
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+def load_model(path: Path | None):
+    import deepbow
+
+    return deepbow.load(path)
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+class Progress:
+    """A progress bar on stderr (items/s and ETA), silent when stderr is not a terminal
+    unless forced; the library itself never prints."""
+
+    def __init__(self, total: int | None, label: str, enabled: bool | None = None) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+        if self.enabled:
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                         show_eta=True, show_pos=True)
+            self.bar.__enter__()
+
+    def __call__(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="deepbow")
+def main() -> None:
+    """deepbow: interpretable lexical relevance for Chinese e-commerce search.
+
+    DeepBoW turns a query and a product title into sparse bags of words (word → weight);
+    relevance is the sum over matched words of query weight × title weight.
+    """
+
+
+@main.command()
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--top", type=int, default=None, help="Show at most this many words per text.")
+@model_option
+@json_option
+@handle_errors
+def encode(texts, top, model_path, as_json):
+    """Print each TEXT's sparse bag of words: word → weight, heaviest first.
+
+    Words marked + come from synonym expansion (not in the text)."""
+    model = load_model(model_path)
+    for text, vec in zip(texts, model.encode(list(texts)), strict=True):
+        rows = vec.top(top)
+        if as_json:
+            emit_json({"text": text, "terms": [{"word": w, "weight": round(x, 6),
+                                                "expanded": e} for w, x, e in rows]})
+            continue
+        click.echo(f"{text}  ({len(vec)} words)")
+        for w, x, e in rows:
+            click.echo(f"  {'+' if e else ' '} {w:<16} {x:.4f}")
+
+
+@main.command()
+@click.argument("query")
+@click.argument("title")
+@model_option
+@json_option
+@handle_errors
+def explain(query, title, model_path, as_json):
+    """Show QUERY–TITLE relevance as the sum of its matched words."""
+    from deepbow.encoder import LABEL_NAMES
+
+    ex = load_model(model_path).explain(query, title)
+    if as_json:
+        emit_json({"query": query, "title": title, "score": ex.score, "label": ex.label,
+                   "matches": [r.__dict__ for r in ex.rows]})
+        return
+    click.echo(f"query: {query}\ntitle: {title}")
+    click.echo(f"score: {ex.score:.4f}  label: {ex.label} ({LABEL_NAMES[ex.label]})")
+    if not ex.rows:
+        click.echo("no matched words")
+        return
+    click.echo(f"  {'word':<16} {'query w':>8} {'title w':>8} {'contrib':>8}  share")
+    for r in ex.rows:
+        mark = ("q+" if r.query_expanded else "") + ("t+" if r.title_expanded else "")
+        share = r.contribution / ex.score if ex.score > 0 else 0.0
+        click.echo(f"  {r.word:<16} {r.query_weight:8.4f} {r.title_weight:8.4f} "
+                   f"{r.contribution:8.4f}  {share:5.1%} {mark}")
+    click.echo(f"  {'sum':<16} {'':>8} {'':>8} {sum(r.contribution for r in ex.rows):8.4f}")
+    if ex.expansion_rows:
+        click.echo("expansion matches (q+: added to the query, t+: added to the title): "
+                   + ", ".join(r.word for r in ex.expansion_rows))
+
+
+@main.command()
+@click.option("--pairs", "pairs_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), required=True,
+              help='JSONL, one {"query": ..., "title": ...} a line.')
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False),
+              required=True, help='JSONL out, one {"score", "label"} a line, same order.')
+@click.option("--batch-size", type=int, default=4096, show_default=True,
+              help="Pairs scored per chunk.")
+@model_option
+@handle_errors
+def score(pairs_path, out_path, batch_size, model_path):
+    """Score query–title pairs; label 2 = exact match, 1 = partly relevant, 0 = irrelevant.
+
+    The output is written to a temp file and renamed at the end: a bad line stops the run with
+    its line number and leaves any earlier OUT untouched."""
+    from deepbow.datasets import read_pairs
+    from deepbow.fileio import atomic_open
+
+    model = load_model(model_path)
+    with open(pairs_path, "rb") as fh:
+        total = sum(1 for line in fh if line.strip())
+    bar = Progress(total, "scoring", enabled=total >= 10_000 and sys.stderr.isatty())
+    chunk: list = []
+
+    def flush(out):
+        scores = model.score_pairs([(p.query, p.title) for p in chunk])
+        for s, lab in zip(scores.tolist(), model.label(scores).tolist(), strict=True):
+            out.write(json.dumps({"score": round(s, 6), "label": lab}) + "\n")
+        bar(len(chunk))
+        chunk.clear()
+
+    try:
+        with atomic_open(out_path) as out:
+            for p in read_pairs(pairs_path):
+                chunk.append(p)
+                if len(chunk) >= batch_size:
+                    flush(out)
+            if chunk:
+                flush(out)
+    finally:
+        bar.close()
+    click.echo(f"scored {total} pairs → {out_path}", err=True)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True,
+                                                         dir_okay=False), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              required=True, help="Model directory to write.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Shared data folder (default: $DEEPBOW_DATA or ../shared/data).")
+@handle_errors
+def train(config_path, out_dir, data_dir, ):
+    """Train a DeepBoW model from the shared data (see the README for the shipped recipe)."""
+    import time
+
+    from deepbow.train import TrainConfig, train_default
+
+    cfg = TrainConfig.from_toml(config_path)
+    train_default(cfg, out_dir, data_dir,
+                  log=lambda s: click.echo(f"{time.strftime('%H:%M:%S')} {s}", err=True))
+
+
+@main.command("eval")
+@click.option("--pairs", "pairs_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), required=True,
+              help='Labelled JSONL: {"query", "title", "label", ["kind"]}.')
+@click.option("--no-baseline", is_flag=True, help="Skip the BM25 baseline.")
+@model_option
+@json_option
+@handle_errors
+def eval_cmd(pairs_path, no_baseline, model_path, as_json):
+    """AUC (label≥1, label=2), nDCG@10 by query, macro-F1 and accuracy, beside BM25."""
+    from deepbow.datasets import read_pairs
+    from deepbow.evaluate import evaluate
+
+    pairs = list(read_pairs(pairs_path))
+    if not pairs or any(p.label not in (0, 1, 2) for p in pairs):
+        raise click.ClickException(f"{pairs_path}: eval needs pairs labelled 0, 1 or 2")
+    res = evaluate(load_model(model_path), pairs, baseline=not no_baseline)
+    if as_json:
+        emit_json(res)
+        return
+    cols = ["auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "hard_neg_below_all"]
+    for group, by_model in res.items():
+        n = next(iter(by_model.values()))["pairs"]
+        click.echo(f"[{group}] {n} pairs")
+        click.echo(f"  {'scorer':<10}" + "".join(f"{c:>20}" for c in cols))
+        for name, row in by_model.items():
+            cells = "".join(f"{100 * row[c]:>20.2f}" if c in row else f"{'-':>20}"
+                            for c in cols)
+            click.echo(f"  {name:<10}{cells}")
+    click.echo("(percent; BM25 labels use thresholds tuned on this file)", err=True)
+
+
+@main.group()
+def data() -> None:
+    """Build the evaluation and training pair files from the shared data."""
+
+
+@data.command("prepare")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              required=True)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None)
+@handle_errors
+def data_prepare(out_dir, data_dir):
+    """Write ecom_dev.jsonl (NER dev titles, never trained on), qbqtc_test.jsonl (query-disjoint
+    held-out QBQTC) and the train/valid pairs the default recipe uses."""
+    from deepbow.datasets import ecommerce_pairs, ner_titles, qbqtc_pairs, training_pairs, write_pairs
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "ecom_dev.jsonl": ecommerce_pairs(ner_titles("dev", data_dir), seed=1),
+        "qbqtc_test.jsonl": qbqtc_pairs("test", data_dir),
+        "train.jsonl": training_pairs("train", data_dir),
+        "valid.jsonl": training_pairs("valid", data_dir),
+    }
+    for name, pairs in files.items():
+        write_pairs(pairs, out_dir / name)
+        click.echo(f"{out_dir / name}: {len(pairs)} pairs")
+
+
+@main.command()
+@click.option("--catalogue", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="JSONL {id, title}; default: data/sample_catalogue.jsonl.")
+@click.option("-k", "k", type=int, default=3, show_default=True)
+@click.argument("queries", nargs=-1)
+@model_option
+@handle_errors
+def demo(catalogue, k, queries, model_path):
+    """Rank the sample catalogue for a few queries with the shipped model."""
+    import numpy as np
+
+    import deepbow
+    from deepbow.catalogue import read_catalogue
+    from deepbow.sparse import dot, matched
+
+    model = load_model(model_path)
+    items = read_catalogue(catalogue or deepbow.DATA_DIR / "sample_catalogue.jsonl")
+    vecs = model.encode([it["title"] for it in items])
+    for q in queries or ("手机", "华为手机", "连衣裙 韩版", "鼠标", "儿童玩具"):
+        qv = model.encode([q])[0]
+        scores = np.array([dot(qv, v) for v in vecs])
+        click.echo(f"\nquery: {q}   (model words: "
+                   + ", ".join(f"{w} {x:.2f}" for w, x, _ in qv.top(5)) + ")")
+        for rank, i in enumerate(np.argsort(-scores, kind="stable")[:k], 1):
+            qi, _, contrib = matched(qv, vecs[i])
+            words = ", ".join(f"{qv.words[a]}" for a in qi[np.argsort(-contrib)][:3])
+            lab = int(model.label([scores[i]])[0])
+            click.echo(f"  {rank}. {scores[i]:.3f} [{lab}] {items[i]['title'][:40]}  ← {words}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Training and evaluation pairs built from the shared data (../shared/data, see its README).
+
+Splits are query-disjoint and deterministic: a query's part is a hash of its normalised text, so
+the held-out parts are the same on every machine and no split file needs to be shipped.
+
+E-commerce pairs come from the gold entity tags of the Taobao NER sets: a query is a title's
+product word, optionally with its brand; another title's label follows from its entities:
+same product and brand (or no brand asked) → 2, same product with another brand → 1, other
+product → 0. Hard negatives are titles whose product words only *contain* the query's product
+word (手机 in 手机壳, 鼠标 in 鼠标垫): lexically close, but another product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepbow.errors import InputError
+from deepbow.text import normalize
+
+PRODUCT_TAGS = {"HCCX": "product", "HC": "product", "HPPX": "brand", "HP": "brand",
+                "XH": "model", "MISC": "misc"}
+
+NER_TRAIN = ("ecommerce_ner/taobao_ner_train.txt", "ecommerce_ner/taobao_brandproduct_train.bieos")
+NER_DEV = ("ecommerce_ner/taobao_ner_dev.txt", "ecommerce_ner/taobao_brandproduct_dev.bieos")
+
+
+def shared_data_dir() -> Path:
+    """Where the shared data lives: $DEEPBOW_DATA, else ../shared/data beside the checkout."""
+    env = os.environ.get("DEEPBOW_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent
+    for cand in (here.parent / "shared" / "data", here / "shared" / "data"):
+        if cand.is_dir():
+            return cand
+    raise InputError("shared data not found: set DEEPBOW_DATA to the folder holding qbqtc/ etc.")
+
+
+def split_of(query: str, salt: str = "deepbow-split-v1") -> int:
+    """A stable bucket 0..99 for a query, the same on every machine."""
+    h = hashlib.md5((salt + normalize(query)).encode("utf-8")).hexdigest()
+    return int(h[:8], 16) % 100
+
+
+# bucket ranges of split_of(query): test is never trained on nor tuned on.
+SPLITS = {"train": range(0, 85), "valid": range(85, 90), "test": range(90, 100)}
+
+
+@dataclass
+class Pair:
+    query: str
+    title: str
+    label: int
+    kind: str = ""  # "qbqtc", "ecom", "ecom-hard", "ecom-brand", ...
+
+    def to_json(self) -> dict:
+        return {"query": self.query, "title": self.title, "label": self.label, "kind": self.kind}
+
+
+def read_pairs(path: str | Path) -> Iterator[Pair]:
+    """Read a JSONL of {"query","title",["label"]}; a bad line raises InputError with its number."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{lineno}: not UTF-8 ({e.reason})") from None
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) \
+                    or not isinstance(obj.get("title"), str):
+                raise InputError(f'{path}:{lineno}: needs string fields "query" and "title"')
+            label = obj.get("label", -1)
+            try:
+                label = int(label)
+            except (TypeError, ValueError):
+                raise InputError(f"{path}:{lineno}: label {label!r} is not 0, 1 or 2") from None
+            yield Pair(obj["query"], obj["title"], label, obj.get("kind", ""))
+
+
+def qbqtc_pairs(split: str, data_dir: Path | None = None) -> list[Pair]:
+    """QBQTC dev + pilot pairs whose query falls in `split` (query-disjoint)."""
+    d = data_dir or shared_data_dir()
+    out = []
+    for name in ("qbqtc/dev.jsonl", "qbqtc/pilot.jsonl"):
+        for p in read_pairs(d / name):
+            if split_of(p.query) in SPLITS[split]:
+                p.kind = "qbqtc"
+                out.append(p)
+    return out
+
+
+@dataclass
+class TaggedTitle:
+    text: str
+    entities: list[tuple[str, str]] = field(default_factory=list)  # (type, text), in order
+
+    def of_type(self, typ: str) -> set[str]:
+        return {t for ty, t in self.entities if ty == typ}
+
+
+def read_ner(path: str | Path) -> list[TaggedTitle]:
+    """Parse a `char TAG` (BIO or BIOES) file, blank line between titles."""
+    titles: list[TaggedTitle] = []
+    chars: list[str] = []
+    tags: list[str] = []
+
+    def flush() -> None:
+        if chars:
+            titles.append(TaggedTitle("".join(chars), decode_spans(chars, tags)))
+        chars.clear()
+        tags.clear()
+
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                flush()
+                continue
+            parts = line.split("\t") if "\t" in line else line.rsplit(" ", 1)
+            if len(parts) != 2:
+                raise InputError(f"{path}:{lineno}: expected 'char TAG', got {line!r}")
+            chars.append(parts[0] or " ")
+            tags.append(parts[1])
+    flush()
+    return titles
+
+
+def decode_spans(chars: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """Entity spans from BIO/BIOES tags, mapped to our types; malformed I- starts a new span."""
+    out: list[tuple[str, str]] = []
+    cur_type: str | None = None
+    cur: list[str] = []
+
+    def close() -> None:
+        nonlocal cur_type
+        if cur_type is not None:
+            text = normalize("".join(cur))
+            if text:
+                out.append((PRODUCT_TAGS.get(cur_type, cur_type.lower()), text))
+        cur_type = None
+        cur.clear()
+
+    for c, t in zip(chars, tags, strict=True):
+        pos, _, typ = t.partition("-")
+        if pos in ("B", "S") or (pos in ("I", "E") and typ != cur_type):
+            close()
+            cur_type = typ
+            cur.append(c)
+        elif pos in ("I", "E"):
+            cur.append(c)
+        else:
+            close()
+        if pos in ("E", "S"):
+            close()
+    close()
+    return out
+
+
+def ner_titles(which: str, data_dir: Path | None = None) -> list[TaggedTitle]:
+    d = data_dir or shared_data_dir()
+    files = NER_TRAIN if which == "train" else NER_DEV
+    out: list[TaggedTitle] = []
+    for f in files:
+        out.extend(read_ner(d / f))
+    return out
+
+
+def ecommerce_pairs(titles: list[TaggedTitle], seed: int = 0, max_pos: int = 8,
+                    max_brand: int = 4, max_hard: int = 8, n_random: int = 8,
+                    min_titles: int = 2) -> list[Pair]:
+    """Graded query–title pairs from tagged titles (see the module docstring)."""
+    rng = random.Random(seed)
+    by_product: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(titles):
+        for p in t.of_type("product"):
+            if len(p) >= 2:
+                by_product[p].append(i)
+    products = sorted(p for p, ids in by_product.items() if len(ids) >= min_titles)
+    norm_titles = [normalize(t.text) for t in titles]
+    containing = texts_containing(set(products), norm_titles)
+    pairs: list[Pair] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(q: str, i: int, label: int, kind: str) -> None:
+        if (q, norm_titles[i]) not in seen:  # the sets repeat some titles
+            seen.add((q, norm_titles[i]))
+            pairs.append(Pair(q, titles[i].text, label, kind))
+
+    for p in products:
+        having = by_product[p]
+        hard = [i for i in containing.get(p, ()) if p not in titles[i].of_type("product")]
+        # the bare product query: every title of the product is an exact match
+        for i in rng.sample(having, min(max_pos, len(having))):
+            add(p, i, 2, "ecom")
+        for i in rng.sample(hard, min(max_hard, len(hard))):
+            add(p, i, 0, "ecom-hard")
+        for i in rng.sample(range(len(titles)), n_random):
+            if i not in having and p not in norm_titles[i]:
+                add(p, i, 0, "ecom")
+        # product + brand queries: other brands of the same product are partial matches
+        brands = sorted({b for i in having for b in titles[i].of_type("brand")})
+        for b in rng.sample(brands, min(2, len(brands))):
+            q = f"{b}{p}" if rng.random() < 0.5 else f"{b} {p}"
+            same = [i for i in having if b in titles[i].of_type("brand") or b in norm_titles[i]]
+            other = [i for i in having if titles[i].of_type("brand") and i not in same]
+            for i in rng.sample(same, min(max_pos, len(same))):
+                add(q, i, 2, "ecom")
+            for i in rng.sample(other, min(max_brand, len(other))):
+                add(q, i, 1, "ecom-brand")
+            for i in rng.sample(hard, min(max_hard // 2, len(hard))):
+                add(q, i, 0, "ecom-hard")
+            for i in rng.sample(range(len(titles)), n_random // 2):
+                if i not in having and p not in norm_titles[i]:
+                    add(q, i, 0, "ecom")
+    return pairs
+
+
+def texts_containing(words: set[str], texts: list[str]) -> dict[str, list[int]]:
+    """For each word, the indices of the texts that contain it as a substring."""
+    longest = max((len(w) for w in words), default=0)
+    out: dict[str, list[int]] = defaultdict(list)
+    for i, text in enumerate(texts):
+        found = {text[a:b] for a in range(len(text))
+                 for b in range(a + 2, min(len(text), a + longest) + 1)} & words
+        for w in sorted(found):
+            out[w].append(i)
+    return out
+
+
+def training_pairs(split: str, data_dir: Path | None = None, seed: int = 0) -> list[Pair]:
+    """QBQTC (query-disjoint part) + e-commerce pairs from the NER *train* titles."""
+    ecom = [p for p in ecommerce_pairs(ner_titles("train", data_dir), seed=seed)
+            if split_of(p.query) in SPLITS[split]]
+    return qbqtc_pairs(split, data_dir) + ecom
+
+
+def write_pairs(pairs: list[Pair], path: str | Path) -> None:
+    from deepbow.fileio import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n"
+                                    for p in pairs))

@@ -1,0 +1,196 @@
+"""The DeepBoW model at run time: encode texts into sparse vectors, score, label and explain.
+
+The CLI, the Python API and the index all go through this class, so a score is computed one way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepbow.errors import InputError, ModelFileError
+from deepbow.featurize import Featurizer
+from deepbow.modelfile import load_model_dir, save_model_dir
+from deepbow.sparse import SparseVector, dot, matched
+from deepbow.text import Segmenter
+from deepbow.vocab import Vocabulary
+
+LABEL_NAMES = {0: "irrelevant", 1: "partly relevant", 2: "exact match"}
+
+
+@dataclass
+class MatchRow:
+    word: str
+    query_weight: float
+    title_weight: float
+    contribution: float
+    query_expanded: bool
+    title_expanded: bool
+
+
+@dataclass
+class Explanation:
+    query: str
+    title: str
+    score: float
+    label: int
+    rows: list[MatchRow]  # by decreasing contribution
+    query_vector: SparseVector
+    title_vector: SparseVector
+
+    @property
+    def expansion_rows(self) -> list[MatchRow]:
+        return [r for r in self.rows if r.query_expanded or r.title_expanded]
+
+
+class DeepBoW:
+    def __init__(self, net, vocab: Vocabulary, segmenter: Segmenter, manifest: dict) -> None:
+        self.net = net.eval()
+        self.vocab = vocab
+        self.segmenter = segmenter
+        self.manifest = manifest
+        cfg = net.cfg
+        self.featurizer = Featurizer(vocab, segmenter, cfg.max_chars, cfg.max_words)
+        self.thresholds = tuple(manifest.get("thresholds", (0.0, float("inf"))))
+        self.min_weight = float(manifest.get("min_weight", 1e-3))
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.get("model_id", "unsaved")
+
+    # -- loading and saving ---------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True) -> DeepBoW:
+        import torch
+
+        from deepbow.model import DeepBoWNet, NetConfig
+
+        manifest, arrays, terms, chars, user_words = load_model_dir(path, verify)
+        try:
+            cfg = NetConfig(**manifest["net"])
+            vocab = Vocabulary(terms, chars, cfg.n_buckets)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{path}: manifest does not describe a network ({e})") from None
+        if vocab.n_terms != cfg.n_terms or len(chars) != cfg.n_chars:
+            raise ModelFileError(f"{path}: vocabulary files do not match the network "
+                                 f"({vocab.n_terms} terms / {len(chars)} chars in the files, "
+                                 f"{cfg.n_terms} / {cfg.n_chars} in the manifest)")
+        net = DeepBoWNet(cfg)
+        expected = net.state_dict()
+        if set(arrays) != set(expected):
+            missing = sorted(set(expected) - set(arrays))[:3]
+            extra = sorted(set(arrays) - set(expected))[:3]
+            raise ModelFileError(f"{path}: weights do not match the network "
+                                 f"(missing {missing}, unexpected {extra})")
+        for k, v in arrays.items():
+            if tuple(v.shape) != tuple(expected[k].shape):
+                raise ModelFileError(f"{path}: weight {k} has shape {v.shape}, the network "
+                                     f"expects {tuple(expected[k].shape)}")
+        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
+                             for k, v in arrays.items()})
+        return cls(net, vocab, Segmenter(user_words), manifest)
+
+    def save(self, path: str | Path, extra: dict | None = None) -> str:
+        state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        manifest = {k: v for k, v in self.manifest.items()
+                    if k not in ("format", "format_version", "model_id", "files")}
+        manifest.update(extra or {})
+        manifest["net"] = self.net.cfg.to_dict()
+        manifest["thresholds"] = list(self.thresholds)
+        manifest["min_weight"] = self.min_weight
+        model_id = save_model_dir(path, state, self.vocab.terms, self.vocab.chars,
+                                  self.segmenter.user_words, manifest)
+        self.manifest = {**manifest, "model_id": model_id}
+        return model_id
+
+    # -- encoding ---------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], batch_size: int = 128,
+               progress: Callable[[int], None] | None = None) -> list[SparseVector]:
+        """Sparse bags of words for `texts`, in order. Empty text gives an empty vector."""
+        import torch
+
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InputError(f"text {i} is {type(t).__name__}, not str")
+        feats = [self.featurizer(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(feats[i].char_ids))
+        out: list[SparseVector | None] = [None] * len(texts)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                batch = {k: torch.from_numpy(v)
+                         for k, v in Featurizer.collate([feats[i] for i in idx]).items()}
+                tw, h_c, h_w = self.net.term_weights(batch)
+                tw = tw.numpy()
+                if self.net.cfg.expansion_k > 0:
+                    ev, eids, _ = self.net.expansion(batch["term_ids"], h_c, h_w)
+                    ev, eids = ev.numpy(), eids.numpy()
+                else:
+                    ev = eids = None
+                for row, i in enumerate(idx):
+                    f = feats[i]
+                    out[i] = self._to_sparse(
+                        f.term_ids, [t.surface for t in f.terms], tw[row, : len(f.terms)],
+                        None if ev is None else eids[row], None if ev is None else ev[row])
+                if progress is not None:
+                    progress(len(idx))
+        return out  # type: ignore[return-value]
+
+    def _to_sparse(self, term_ids, surfaces, tweights, exp_ids, exp_vals) -> SparseVector:
+        weights: dict[int, float] = {}
+        words: dict[int, str] = {}
+        for tid, s, w in zip(term_ids, surfaces, tweights, strict=True):
+            weights[tid] = weights.get(tid, 0.0) + float(w)
+            words.setdefault(tid, s)
+        in_text = set(weights)
+        if exp_ids is not None:
+            for tid, w in zip(exp_ids.tolist(), exp_vals.tolist(), strict=True):
+                if w > self.min_weight:
+                    weights[tid] = weights.get(tid, 0.0) + w
+                    words.setdefault(tid, self.vocab.term_name(tid))
+        ids = np.array(sorted(t for t, w in weights.items() if w > self.min_weight), np.int32)
+        return SparseVector(ids, np.array([weights[t] for t in ids.tolist()], np.float32),
+                            [words[t] for t in ids.tolist()],
+                            np.array([t not in in_text for t in ids.tolist()], bool))
+
+    def encode_csr(self, texts: Sequence[str], batch_size: int = 128, progress=None):
+        """Rows of a scipy CSR matrix (docs × vocabulary size), for the index."""
+        from scipy import sparse
+
+        vecs = self.encode(texts, batch_size, progress)
+        indptr = np.zeros(len(vecs) + 1, np.int64)
+        np.cumsum([len(v) for v in vecs], out=indptr[1:])
+        ids = np.concatenate([v.ids for v in vecs]) if vecs else np.zeros(0, np.int32)
+        w = np.concatenate([v.weights for v in vecs]) if vecs else np.zeros(0, np.float32)
+        return sparse.csr_matrix((w, ids, indptr), shape=(len(vecs), self.vocab.size))
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score(self, query: str, titles: Sequence[str]) -> np.ndarray:
+        q = self.encode([query])[0]
+        return np.array([dot(q, d) for d in self.encode(titles)], np.float64)
+
+    def score_pairs(self, pairs: Iterable[tuple[str, str]], batch_size: int = 256) -> np.ndarray:
+        """Scores of (query, title) pairs; each distinct text is encoded once."""
+        pairs = list(pairs)
+        texts = sorted({q for q, _ in pairs} | {t for _, t in pairs})
+        vecs = dict(zip(texts, self.encode(texts, batch_size), strict=True))
+        return np.array([dot(vecs[q], vecs[t]) for q, t in pairs], np.float64)
+
+    def label(self, scores) -> np.ndarray:
+        """Grades 0/1/2 from scores with the thresholds calibrated at training time."""
+        return np.digitize(np.asarray(scores, np.float64), self.thresholds).astype(np.int64)
+
+    def explain(self, query: str, title: str) -> Explanation:
+        q, d = self.encode([query])[0], self.encode([title])[0]  # as score() encodes them
+        qi, di, contrib = matched(q, d)
+        qe = q.expanded if q.expanded is not None else np.zeros(len(q), bool)
+        de = d.expanded if d.expanded is not None else np.zeros(len(d), bool)
+        rows = [MatchRow(d.words[b] if not de[b] else q.words[a], float(q.weights[a]),
+                         float(d.weights[b]), float(c), bool(qe[a]), bool(de[b]))
+                for a, b, c in zip(qi, di, contrib, strict=True)]
+        rows.sort(key=lambda r: -r.contribution)
+        score = float(contrib.sum())
+        return Explanation(query, title, score, int(self.label([score])[0]), rows, q, d)

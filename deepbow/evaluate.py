@@ -1,0 +1,59 @@
+"""`deepbow eval`: the model and the BM25 baseline side by side on one pairs file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from deepbow.datasets import Pair
+from deepbow.metrics import (accuracy, auc, best_thresholds, hard_negative_rate, macro_f1,
+                             ndcg_at_k)
+
+METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy")
+
+
+def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray) -> dict:
+    y = np.array([p.label for p in pairs])
+    q = [p.query for p in pairs]
+    row = {"auc_ge1": auc(scores, y >= 1), "auc_eq2": auc(scores, y == 2),
+           "ndcg@10": ndcg_at_k(q, scores, y, 10), "macro_f1": macro_f1(labels_pred, y),
+           "accuracy": accuracy(labels_pred, y), "pairs": len(pairs)}
+    strict, pairwise, n = hard_negative_rate(q, scores, y, [p.kind for p in pairs])
+    if n:
+        row.update({"hard_neg_below_all": strict, "hard_neg_pairwise": pairwise,
+                    "hard_neg_queries": n})
+    return row
+
+
+def evaluate(model, pairs: Sequence[Pair], baseline: bool = True) -> dict[str, dict]:
+    """{"deepbow": metrics, "bm25": metrics} over all pairs and, when kinds are mixed, per kind.
+
+    BM25's labels use thresholds tuned on this very file (an optimistic baseline); the model's
+    use the thresholds stored with it.
+    """
+    if not pairs:
+        raise ValueError("no pairs to evaluate")
+    if any(p.label not in (0, 1, 2) for p in pairs):
+        raise ValueError("every pair needs a label 0, 1 or 2 for eval")
+    scores = {"deepbow": model.score_pairs([(p.query, p.title) for p in pairs])}
+    labels = {"deepbow": model.label(scores["deepbow"])}
+    if baseline:
+        from deepbow.bm25 import bm25_pair_scores
+
+        s = bm25_pair_scores([p.query for p in pairs], [p.title for p in pairs], model.segmenter)
+        t = best_thresholds(s, [p.label for p in pairs])
+        scores["bm25"], labels["bm25"] = s, np.digitize(s, t)
+    groups = {"all": list(range(len(pairs)))}
+    domains = {"qbqtc" if p.kind == "qbqtc" else "ecom" for p in pairs}
+    if len(domains) > 1:
+        for dname in sorted(domains):
+            groups[dname] = [i for i, p in enumerate(pairs)
+                             if ("qbqtc" if p.kind == "qbqtc" else "ecom") == dname]
+    out: dict[str, dict] = {}
+    for gname, idx in groups.items():
+        sub = [pairs[i] for i in idx]
+        for name in scores:
+            out.setdefault(gname, {})[name] = metric_row(sub, scores[name][idx],
+                                                         labels[name][idx])
+    return out

@@ -1,0 +1,129 @@
+"""Relevance metrics: AUC, nDCG@k by query, macro-F1, accuracy, hard-negative ordering.
+
+Plain numpy, no sklearn: each is a few lines, and the tests pin them on hand-made cases.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+    """Area under the ROC curve (ties count one half); nan when one class is absent."""
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(positive, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def ndcg_at_k(queries: Sequence[str], scores: Sequence[float], labels: Sequence[int],
+              k: int = 10) -> float:
+    """Mean nDCG@k over queries that have at least one relevant title (gain 2^label − 1).
+
+    Ties in score are broken against the scorer (worst order), so a constant scorer gains
+    nothing from the input order.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        groups[q].append(i)
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels, np.int64)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    vals = []
+    for idx in groups.values():
+        idx = np.array(idx)
+        gains = 2.0 ** y[idx] - 1
+        if gains.max() <= 0:
+            continue
+        order = np.lexsort((gains, -s[idx]))[:k]  # by score desc, then worst gain first
+        dcg = (gains[order] * disc[: len(order)]).sum()
+        ideal = np.sort(gains)[::-1][:k]
+        vals.append(dcg / (ideal * disc[: len(ideal)]).sum())
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def confusion(pred: Sequence[int], gold: Sequence[int], n: int = 3) -> np.ndarray:
+    m = np.zeros((n, n), np.int64)
+    np.add.at(m, (np.asarray(gold), np.asarray(pred)), 1)
+    return m
+
+
+def macro_f1(pred: Sequence[int], gold: Sequence[int], n: int = 3) -> float:
+    return float(_f1_from_confusion(confusion(pred, gold, n)))
+
+
+def _f1_from_confusion(m: np.ndarray) -> float:
+    tp = np.diag(m).astype(np.float64)
+    prec = np.divide(tp, m.sum(0), out=np.zeros_like(tp), where=m.sum(0) > 0)
+    rec = np.divide(tp, m.sum(1), out=np.zeros_like(tp), where=m.sum(1) > 0)
+    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
+    present = m.sum(1) > 0
+    return float(f1[present].mean()) if present.any() else float("nan")
+
+
+def accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:
+    return float(np.mean(np.asarray(pred) == np.asarray(gold)))
+
+
+def best_thresholds(scores: Sequence[float], labels: Sequence[int],
+                    n_candidates: int = 200) -> tuple[float, float]:
+    """Thresholds t1 ≤ t2 (score < t1 → 0, < t2 → 1, else 2) that maximise macro-F1."""
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels, np.int64)
+    cands = np.unique(np.quantile(s, np.linspace(0, 1, n_candidates + 1)))
+    cands = np.concatenate([cands, [np.inf]])
+    sorted_by_class = [np.sort(s[y == c]) for c in range(3)]
+    # below[c][j] = how many of class c score below cands[j]
+    below = np.stack([np.searchsorted(sc, cands, side="left") for sc in sorted_by_class])
+    totals = below[:, -1:]  # everything is below +inf
+    best, best_t = -1.0, (float(cands[0]), float(cands[-1]))
+    for i in range(len(cands)):
+        j = np.arange(i, len(cands))
+        # confusion columns: pred 0 = below t1, pred 1 = between, pred 2 = at/above t2
+        p0 = below[:, i:i + 1].repeat(len(j), 1)
+        p1 = below[:, j] - below[:, i:i + 1]
+        p2 = totals - below[:, j]
+        tp = np.stack([p0[0], p1[1], p2[2]])
+        col = np.stack([p0.sum(0), p1.sum(0), p2.sum(0)])
+        row = totals.repeat(len(j), 1)
+        prec = np.divide(tp, col, out=np.zeros(tp.shape), where=col > 0)
+        rec = np.divide(tp, row, out=np.zeros(tp.shape), where=row > 0)
+        f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros(tp.shape),
+                       where=(prec + rec) > 0)
+        present = (totals[:, 0] > 0)
+        f = f1[present].mean(0)
+        k = int(np.argmax(f))
+        if f[k] > best:
+            best, best_t = float(f[k]), (float(cands[i]), float(cands[j[k]]))
+    return best_t
+
+
+def hard_negative_rate(queries: Sequence[str], scores: Sequence[float], labels: Sequence[int],
+                       kinds: Sequence[str]) -> tuple[float, float, int]:
+    """Over queries with both exact matches (label 2) and hard negatives ("ecom-hard"):
+    (share where every hard negative scores below every exact match,
+     share of (exact, hard) pairs ordered right, number of such queries)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        groups[q].append(i)
+    s = np.asarray(scores, np.float64)
+    strict, pairs_ok, pairs_all, n = 0, 0, 0, 0
+    for idx in groups.values():
+        pos = [s[i] for i in idx if labels[i] == 2]
+        hard = [s[i] for i in idx if kinds[i] == "ecom-hard"]
+        if not pos or not hard:
+            continue
+        n += 1
+        strict += max(hard) < min(pos)
+        pairs_ok += sum(h < p for h in hard for p in pos)
+        pairs_all += len(hard) * len(pos)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    return strict / n, pairs_ok / pairs_all, n

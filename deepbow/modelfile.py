@@ -1,0 +1,112 @@
+"""A model on disk: a directory with manifest.json, weights.npz, terms.txt, chars.txt, userdict.txt.
+
+The manifest records the format and its version, the network config, the calibrated thresholds,
+how the model was trained, and a sha256 of every file; load() checks all of it and says exactly
+what is wrong. Weights are plain arrays (no pickles); the large embedding tables are stored as
+float16 to keep the file small, and the model is calibrated after that rounding, so the shipped
+numbers are the numbers users get. Saving writes a temp directory, then renames it into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from deepbow.errors import ModelFileError
+from deepbow.fileio import sha256_file
+
+FORMAT = "deepbow-model"
+FORMAT_VERSION = 1
+FILES = ("weights.npz", "terms.txt", "chars.txt", "userdict.txt")
+HALF = ("term_emb.weight", "char_emb.weight")
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for line in lines:
+            if "\n" in line:
+                raise ValueError(f"line with a newline: {line!r}")
+            fh.write(line + "\n")
+
+
+def _read_lines(path: Path) -> list[str]:
+    with open(path, encoding="utf-8") as fh:
+        return fh.read().split("\n")[:-1]
+
+
+def save_model_dir(path: str | Path, state: dict[str, np.ndarray], terms: list[str],
+                   chars: list[str], user_words: list[str], manifest: dict) -> str:
+    """Write a model directory atomically; returns the model id (hash of its files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        arrays = {k: (v.astype(np.float16) if k in HALF else v) for k, v in state.items()}
+        np.savez(tmp / "weights.npz", **arrays)
+        _write_lines(tmp / "terms.txt", terms)
+        _write_lines(tmp / "chars.txt", chars)
+        _write_lines(tmp / "userdict.txt", user_words)
+        files = {f: sha256_file(tmp / f) for f in FILES}
+        model_id = "".join(files[f][:8] for f in FILES)[:16]
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_id": model_id,
+                    **manifest, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
+                                           encoding="utf-8")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return model_id
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    mpath = path / "manifest.json"
+    if not path.is_dir():
+        raise ModelFileError(f"{path}: no model directory there")
+    if not mpath.is_file():
+        raise ModelFileError(f"{path}: not a deepbow model (no manifest.json)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{mpath}: corrupt manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{mpath}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
+    ver = manifest.get("format_version")
+    if ver != FORMAT_VERSION:
+        raise ModelFileError(f"{mpath}: format_version {ver!r} is not supported "
+                             f"(this deepbow reads version {FORMAT_VERSION})")
+    return manifest
+
+
+def load_model_dir(path: str | Path, verify: bool = True):
+    """Read and check a model directory: (manifest, arrays, terms, chars, user_words)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    files = manifest.get("files", {})
+    for f in FILES:
+        fp = path / f
+        if not fp.is_file():
+            raise ModelFileError(f"{path}: missing file {f}")
+        if verify and sha256_file(fp) != files.get(f):
+            raise ModelFileError(f"{fp}: checksum mismatch (corrupt or edited file)")
+    try:
+        with np.load(path / "weights.npz", allow_pickle=False) as z:
+            arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
+                      for k in z.files}
+    except Exception as e:  # zipfile/npy errors come in many types
+        raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
+    return (manifest, arrays, _read_lines(path / "terms.txt"), _read_lines(path / "chars.txt"),
+            _read_lines(path / "userdict.txt"))

@@ -1,0 +1,260 @@
+"""Training DeepBoW: vocabulary from the corpus, ordinal cross-entropy plus a FLOPS penalty.
+
+`train_model` is data-agnostic (pairs in, model out) so that tests can train a tiny model on a
+handful of pairs; `train_default` is the recipe of the shipped model over the shared data.
+The FLOPS regulariser (SPLADE) is Σ_t (mean over the batch of the expansion weight of t)²: it
+pushes rarely useful expansions to zero so vectors stay sparse.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from deepbow.datasets import Pair
+from deepbow.metrics import auc, best_thresholds, macro_f1
+from deepbow.text import Segmenter, normalize
+from deepbow.vocab import Vocabulary
+
+
+@dataclass
+class VocabConfig:
+    max_words: int = 40_000
+    min_word_count: int = 2
+    max_phrases: int = 10_000
+    min_phrase_count: int = 5
+    n_buckets: int = 8192
+
+
+@dataclass
+class NetParams:
+    dim: int = 128
+    layers: int = 2
+    heads: int = 4
+    ff: int = 256
+    dropout: float = 0.0
+    max_chars: int = 64
+    max_words: int = 40
+    expansion_k: int = 16
+    expansion_vocab: int = 8192
+
+
+@dataclass
+class TrainParams:
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    flops_weight: float = 1e-3
+    seed: int = 0
+    threads: int = 2
+    time_budget_minutes: float = 55.0
+    calibrate_on: str = "qbqtc"  # "qbqtc" or "all": which validation pairs set the thresholds
+
+
+@dataclass
+class TrainConfig:
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    net: NetParams = field(default_factory=NetParams)
+    train: TrainParams = field(default_factory=TrainParams)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> TrainConfig:
+        from deepbow.errors import InputError
+
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise InputError(f"{path}: cannot read config ({e})") from None
+        parts = {}
+        for name, klass in (("vocab", VocabConfig), ("net", NetParams), ("train", TrainParams)):
+            section = raw.get(name, {})
+            known = {f.name for f in fields(klass)}
+            unknown = set(section) - known
+            if unknown:
+                raise InputError(f"{path}: unknown keys in [{name}]: {sorted(unknown)}")
+            parts[name] = klass(**section)
+        return cls(**parts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _set_seed(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
+                corpus: Sequence[str], user_words: Sequence[str], cfg: TrainConfig,
+                log: Callable[[str], None] = lambda s: None):
+    """Build the vocabulary, train, pick the best epoch on validation, calibrate thresholds."""
+    import torch
+
+    from deepbow.encoder import DeepBoW
+    from deepbow.featurize import Featurizer
+    from deepbow.model import DeepBoWNet, NetConfig
+
+    tp = cfg.train
+    _set_seed(tp.seed)
+    torch.set_num_threads(tp.threads)
+    t0 = time.time()
+    seg = Segmenter(user_words)
+    vocab = Vocabulary.build((seg.words(normalize(t)) for t in corpus), user_words,
+                             **asdict(cfg.vocab))
+    log(f"vocabulary: {vocab.n_terms} terms + {vocab.n_buckets} buckets, "
+        f"{len(vocab.chars)} chars ({time.time() - t0:.0f}s)")
+    net = DeepBoWNet(NetConfig(n_chars=len(vocab.chars), n_terms=vocab.n_terms,
+                               n_buckets=vocab.n_buckets, **asdict(cfg.net)))
+    model = DeepBoW(net, vocab, seg, {"train_config": cfg.to_dict()})
+    feat = Featurizer(vocab, seg, cfg.net.max_chars, cfg.net.max_words)
+    cache: dict = {}
+
+    def features(texts: list[str]) -> dict[str, torch.Tensor]:
+        fs = []
+        for t in texts:
+            f = cache.get(t)
+            if f is None:
+                f = cache[t] = feat(t)
+            fs.append(f)
+        return {k: torch.from_numpy(v) for k, v in Featurizer.collate(fs).items()}
+
+    params_decay = [p for n, p in net.named_parameters() if p.dim() >= 2 and "emb" not in n]
+    params_other = [p for n, p in net.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+    opt = torch.optim.AdamW([{"params": params_decay, "weight_decay": tp.weight_decay},
+                             {"params": params_other, "weight_decay": 0.0}], lr=tp.lr)
+    steps_per_epoch = max(1, len(train_pairs) // tp.batch_size)
+    total = steps_per_epoch * tp.epochs
+    warmup = min(500, total // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / total))
+    rng = random.Random(tp.seed)
+    order = list(range(len(train_pairs)))
+    best_auc, best_state, history = -1.0, None, []
+    deadline = t0 + tp.time_budget_minutes * 60
+    step = 0
+    for epoch in range(tp.epochs):
+        net.train()
+        rng.shuffle(order)
+        tot_loss = 0.0
+        te = time.time()
+        for bstart in range(0, steps_per_epoch * tp.batch_size, tp.batch_size):
+            batch = [train_pairs[i] for i in order[bstart:bstart + tp.batch_size]]
+            qd, qfull = net.forward_dense(features([p.query for p in batch]))
+            dd, dfull = net.forward_dense(features([p.title for p in batch]))
+            s = (qd * dd).sum(-1)
+            y = torch.tensor([p.label for p in batch])
+            loss = torch.nn.functional.nll_loss(net.ordinal_logits(s), y)
+            if qfull is not None and tp.flops_weight > 0:
+                flops = (qfull.mean(0) ** 2).sum() + (dfull.mean(0) ** 2).sum()
+                loss = loss + tp.flops_weight * flops
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            tot_loss += float(loss.detach())
+            if step % 200 == 0:
+                log(f"epoch {epoch + 1} step {step}/{total} loss {tot_loss / 200:.4f} "
+                    f"({(time.time() - te) / (bstart // tp.batch_size + 1):.3f}s/step)")
+                tot_loss = 0.0
+            if time.time() > deadline:
+                break
+        net.eval()
+        v = validate(model, valid_pairs)
+        history.append({"epoch": epoch + 1, **v, "minutes": (time.time() - t0) / 60})
+        log(f"epoch {epoch + 1}: valid " + json.dumps({k: round(x, 4) for k, x in v.items()}))
+        if v["auc_ge1"] > best_auc:
+            best_auc = v["auc_ge1"]
+            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        if time.time() > deadline:
+            log("time budget reached")
+            break
+    net.load_state_dict(best_state)
+    _round_like_saved(net)
+    calib = [p for p in valid_pairs if tp.calibrate_on == "all" or p.kind == "qbqtc"] \
+        or list(valid_pairs)
+    scores = model.score_pairs([(p.query, p.title) for p in calib])
+    model.thresholds = best_thresholds(scores, [p.label for p in calib])
+    model.manifest.update({"history": history, "train_minutes": (time.time() - t0) / 60,
+                           "n_train_pairs": len(train_pairs)})
+    log(f"thresholds {model.thresholds}; trained in {(time.time() - t0) / 60:.1f} min")
+    return model
+
+
+def _round_like_saved(net) -> None:
+    """Round the tables stored as float16, so calibration sees the numbers users will get."""
+    import torch
+
+    from deepbow.modelfile import HALF
+
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if f"{name}" in HALF:
+                p.copy_(p.half().float())
+
+
+def validate(model, pairs: Sequence[Pair]) -> dict[str, float]:
+    scores = model.score_pairs([(p.query, p.title) for p in pairs])
+    labels = np.array([p.label for p in pairs])
+    out = {"auc_ge1": auc(scores, labels >= 1), "auc_eq2": auc(scores, labels == 2)}
+    q = np.array([p.kind == "qbqtc" for p in pairs])
+    if q.any() and (~q).any():
+        out["qbqtc_auc_ge1"] = auc(scores[q], labels[q] >= 1)
+        out["ecom_auc_ge1"] = auc(scores[~q], labels[~q] >= 1)
+        t = best_thresholds(scores[q], labels[q])
+        out["qbqtc_f1_oracle"] = macro_f1(np.digitize(scores[q], t), labels[q])
+    return out
+
+
+def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """Texts for the vocabulary (training parts only) and the jieba user dictionary words."""
+    from deepbow.datasets import (SPLITS, ner_titles, read_pairs, shared_data_dir, split_of,
+                                  texts_containing)
+
+    d = data_dir or shared_data_dir()
+    corpus: list[str] = []
+    for name in ("qbqtc/dev.jsonl", "qbqtc/pilot.jsonl"):
+        for p in read_pairs(d / name):
+            if split_of(p.query) in SPLITS["train"]:
+                corpus += [p.query, p.title]
+    titles = ner_titles("train", d)
+    corpus += [t.text for t in titles]
+    with open(d / "multicpr_ecom/train.query.txt", encoding="utf-8") as fh:
+        corpus += [line.split("\t", 1)[-1].strip() for line in fh]
+    words = set()
+    for f in sorted((d / "gazetteers").glob("*.dic")):
+        words |= {normalize(w) for w in f.read_text(encoding="utf-8").split("\n")}
+    words |= {e for t in titles for ty, e in t.entities if ty in ("product", "brand")}
+    # keep the dictionary words people actually write: those seen in the training texts
+    words = {w for w in words if 2 <= len(w) <= 12}
+    user = sorted(texts_containing(words, [normalize(t) for t in corpus]))
+    return corpus, user
+
+
+def train_default(cfg: TrainConfig, out: str | Path, data_dir: Path | None = None,
+                  log: Callable[[str], None] = lambda s: None):
+    from deepbow.datasets import training_pairs
+
+    corpus, user = default_corpus_and_words(data_dir)
+    train_pairs = training_pairs("train", data_dir, seed=cfg.train.seed)
+    valid_pairs = training_pairs("valid", data_dir, seed=cfg.train.seed)
+    log(f"{len(train_pairs)} training pairs, {len(valid_pairs)} validation pairs, "
+        f"{len(user)} user-dictionary words")
+    model = train_model(train_pairs, valid_pairs, corpus, user, cfg, log)
+    model.save(out, {"trained_on": "shared data: qbqtc dev+pilot (train part), "
+                                   "ecommerce_ner train splits, multicpr train queries, "
+                                   "gazetteers"})
+    log(f"saved {out} (model id {model.model_id})")
+    return model

@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny DeepBoW model trained in the test session on synthetic pairs.
+
+It needs neither ../shared nor the shipped model, and trains in a few seconds.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from deepbow.datasets import Pair
+from deepbow.train import NetParams, TrainConfig, TrainParams, VocabConfig
+
+PRODUCTS = ["手机", "手机壳", "鼠标", "鼠标垫", "连衣裙", "运动鞋", "充电宝", "耳机"]
+BRANDS = ["华为", "小米", "苹果", "耐克", "罗技", "韩都"]
+FILLERS = ["新款", "正品", "包邮", "2024", "防摔", "超薄", "大容量", "夏季"]
+
+
+def synthetic_titles(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
+    out = []
+    for _ in range(n):
+        p, b = rng.choice(PRODUCTS), rng.choice(BRANDS)
+        fill = rng.sample(FILLERS, 2)
+        out.append((b + fill[0] + p + fill[1], p, b))
+    return out
+
+
+def synthetic_pairs(seed: int, n_titles: int = 80) -> list[Pair]:
+    rng = random.Random(seed)
+    titles = synthetic_titles(rng, n_titles)
+    pairs = []
+    for p in PRODUCTS:
+        for b in rng.sample(BRANDS, 2):
+            q = b + p
+            for text, tp, tb in titles:
+                if tp == p:
+                    pairs.append(Pair(q, text, 2 if tb == b else 1, "ecom"))
+                elif p in tp or tp in p:
+                    pairs.append(Pair(q, text, 0, "ecom-hard"))
+                elif rng.random() < 0.2:
+                    pairs.append(Pair(q, text, 0, "ecom"))
+    return pairs
+
+
+def tiny_config(expansion_k: int = 4) -> TrainConfig:
+    return TrainConfig(
+        vocab=VocabConfig(max_words=500, min_word_count=1, max_phrases=50, min_phrase_count=2,
+                          n_buckets=64),
+        net=NetParams(dim=16, layers=1, heads=2, ff=32, dropout=0.0, max_chars=32, max_words=16,
+                      expansion_k=expansion_k, expansion_vocab=64),
+        train=TrainParams(epochs=12, batch_size=16, lr=3e-3, flops_weight=1e-3, seed=0, threads=1,
+                          time_budget_minutes=2, calibrate_on="all"),
+    )
+
+
+def train_tiny(expansion_k: int = 4):
+    from deepbow.train import train_model
+
+    train, valid = synthetic_pairs(0), synthetic_pairs(1)
+    corpus = [p.title for p in train] + [p.query for p in train]
+    return train_model(train, valid, corpus, PRODUCTS + BRANDS, tiny_config(expansion_k))
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return train_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    tiny_model.save(path)
+    return path

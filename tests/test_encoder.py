@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+import deepbow
+from deepbow.errors import InputError
+from deepbow.sparse import dot
+
+
+def test_vectors_are_sparse_sorted_and_positive(tiny_model):
+    vecs = tiny_model.encode(["华为新款手机防摔", "罗技鼠标垫", "苹果包邮耳机2024"])
+    for v in vecs:
+        assert len(v) > 0
+        assert np.all(np.diff(v.ids) > 0)
+        assert np.all(v.weights > 0)
+        assert len(v.words) == len(v)
+        assert len(v) <= 16 + 16  # text terms + expansion top-k, never the vocabulary
+
+
+def test_empty_and_non_chinese_text(tiny_model):
+    empty, spaces, latin, emoji = tiny_model.encode(["", "   ", "iPhone 15 Pro Max", "🙂🙂"])
+    assert len(empty) == 0 or empty.expanded.all()
+    assert len(spaces) == len(empty)
+    assert "iphone" in latin.words  # ASCII runs stay whole, lower-cased
+    assert emoji.ids.dtype == np.int32
+    assert tiny_model.score("", ["华为手机"]).shape == (1,)
+
+
+def test_non_string_text_is_refused(tiny_model):
+    with pytest.raises(InputError, match="text 1"):
+        tiny_model.encode(["手机", None])
+
+
+def test_score_equals_sum_of_explain(tiny_model):
+    for q, t in [("华为手机", "华为新款手机防摔"), ("小米鼠标", "罗技正品鼠标垫超薄"),
+                 ("耳机", "苹果包邮耳机2024")]:
+        ex = tiny_model.explain(q, t)
+        assert ex.score == pytest.approx(sum(r.contribution for r in ex.rows), abs=1e-12)
+        assert ex.score == pytest.approx(float(tiny_model.score(q, [t])[0]), rel=1e-6)
+        for r in ex.rows:
+            assert r.contribution == pytest.approx(r.query_weight * r.title_weight, rel=1e-6)
+
+
+def test_score_pairs_matches_score(tiny_model):
+    titles = ["华为新款手机防摔", "罗技鼠标垫", "小米充电宝大容量"]
+    a = tiny_model.score("华为手机", titles)
+    b = tiny_model.score_pairs([("华为手机", t) for t in titles])
+    # a text's batch-mates change float rounding only (≈1e-9), never the terms
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert a[0] == pytest.approx(dot(*tiny_model.encode(["华为手机", titles[0]])))
+
+
+def test_learns_the_synthetic_task(tiny_model):
+    from conftest import synthetic_pairs
+
+    from deepbow.metrics import auc
+
+    pairs = synthetic_pairs(2)  # titles neither trained nor calibrated on
+    s = tiny_model.score_pairs([(p.query, p.title) for p in pairs])
+    y = np.array([p.label for p in pairs])
+    assert auc(s, y >= 1) > 0.9
+    assert auc(s, y == 2) > 0.75
+
+
+def test_labels_follow_thresholds(tiny_model):
+    t1, t2 = tiny_model.thresholds
+    assert t1 <= t2
+    assert tiny_model.label([t1 - 1e-9, t1, t2]).tolist() == [0, 1, 2]
+
+
+def test_save_load_round_trip_gives_identical_scores(tiny_model, tiny_model_dir):
+    loaded = deepbow.load(tiny_model_dir)
+    titles = ["华为新款手机防摔", "罗技鼠标垫超薄", "", "abc"]
+    np.testing.assert_array_equal(loaded.score("华为手机", titles),
+                                  tiny_model.score("华为手机", titles))
+    assert loaded.thresholds == tuple(tiny_model.thresholds)
+    assert loaded.model_id == tiny_model.model_id
