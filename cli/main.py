@@ -81,15 +81,17 @@ def main() -> None:
 @main.command()
 @click.argument("texts", nargs=-1, required=True)
 @click.option("--top", type=int, default=None, help="Show at most this many words per text.")
+@click.option("--side", type=click.Choice(["title", "query"]), default="title", show_default=True,
+              help="Encode as a product title (8-bit weights) or a query (12-bit).")
 @model_option
 @json_option
 @handle_errors
-def encode(texts, top, model_path, as_json):
+def encode(texts, top, side, model_path, as_json):
     """Print each TEXT's sparse bag of words: word → weight, heaviest first.
 
     Words marked + come from synonym expansion (not in the text)."""
     model = load_model(model_path)
-    for text, vec in zip(texts, model.encode(list(texts)), strict=True):
+    for text, vec in zip(texts, model.encode(list(texts), side), strict=True):
         rows = vec.top(top)
         if as_json:
             emit_json({"text": text, "terms": [{"word": w, "weight": round(x, 6),
@@ -272,9 +274,9 @@ def demo(catalogue, k, queries, model_path):
 
     model = load_model(model_path)
     items = read_catalogue(catalogue or deepbow.DATA_DIR / "sample_catalogue.jsonl")
-    vecs = model.encode([it["title"] for it in items])
+    vecs = model.encode([it["title"] for it in items], "title")
     for q in queries or ("手机", "华为手机", "连衣裙 韩版", "鼠标", "儿童玩具"):
-        qv = model.encode([q])[0]
+        qv = model.encode([q], "query")[0]
         scores = np.array([dot(qv, v) for v in vecs])
         click.echo(f"\nquery: {q}   (model words: "
                    + ", ".join(f"{w} {x:.2f}" for w, x, _ in qv.top(5)) + ")")

@@ -6,8 +6,10 @@ the held-out parts are the same on every machine and no split file needs to be s
 E-commerce pairs come from the gold entity tags of the Taobao NER sets: a query is a title's
 product word, optionally with its brand; another title's label follows from its entities:
 same product and brand (or no brand asked) → 2, same product with another brand → 1, other
-product → 0. Hard negatives are titles whose product words only *contain* the query's product
-word (手机 in 手机壳, 鼠标 in 鼠标垫): lexically close, but another product.
+product → 0. Chinese compounds are head-final, so a product word that *ends* with the query's
+(智能手机 for 手机) is the same product, while one that holds it elsewhere (手机壳, 鼠标垫) is
+another product. Hard negatives are titles where the query's product word occurs only inside
+such other product words: lexically close, but another product.
 """
 
 from __future__ import annotations
@@ -188,6 +190,11 @@ def ecommerce_pairs(titles: list[TaggedTitle], seed: int = 0, max_pos: int = 8,
     products = sorted(p for p, ids in by_product.items() if len(ids) >= min_titles)
     norm_titles = [normalize(t.text) for t in titles]
     containing = texts_containing(set(products), norm_titles)
+    # titles whose product words end with p sell p too (智能手机 is a 手机)
+    for p in products:
+        extra = [i for i in containing.get(p, ()) if i not in by_product[p]
+                 and any(x.endswith(p) for x in titles[i].of_type("product"))]
+        by_product[p] = sorted(set(by_product[p]) | set(extra))
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
 
@@ -198,7 +205,8 @@ def ecommerce_pairs(titles: list[TaggedTitle], seed: int = 0, max_pos: int = 8,
 
     for p in products:
         having = by_product[p]
-        hard = [i for i in containing.get(p, ()) if p not in titles[i].of_type("product")]
+        hard = [i for i in containing.get(p, ())
+                if is_hard_negative(p, norm_titles[i], titles[i].of_type("product"))]
         # the bare product query: every title of the product is an exact match
         for i in rng.sample(having, min(max_pos, len(having))):
             add(p, i, 2, "ecom")
@@ -223,6 +231,19 @@ def ecommerce_pairs(titles: list[TaggedTitle], seed: int = 0, max_pos: int = 8,
                 if i not in having and p not in norm_titles[i]:
                     add(q, i, 0, "ecom")
     return pairs
+
+
+def is_hard_negative(word: str, text: str, products: set[str]) -> bool:
+    """True when `word` occurs in `text` only inside other product words that do not end with
+    it (手机 in 手机壳), and the title sells no product ending with it."""
+    if any(p.endswith(word) for p in products):
+        return False
+    hosts = sorted((p for p in products if word in p), key=len, reverse=True)
+    if not hosts:
+        return False
+    for h in hosts:
+        text = text.replace(h, "\x00")
+    return word not in text
 
 
 def texts_containing(words: set[str], texts: list[str]) -> dict[str, list[int]]:

@@ -14,7 +14,7 @@ import numpy as np
 from deepbow.errors import InputError, ModelFileError
 from deepbow.featurize import Featurizer
 from deepbow.modelfile import load_model_dir, save_model_dir
-from deepbow.sparse import SparseVector, dot, matched
+from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE, SparseVector, dot, matched, quantize
 from deepbow.text import Segmenter
 from deepbow.vocab import Vocabulary
 
@@ -53,9 +53,13 @@ class DeepBoW:
         self.segmenter = segmenter
         self.manifest = manifest
         cfg = net.cfg
-        self.featurizer = Featurizer(vocab, segmenter, cfg.max_chars, cfg.max_words)
+        self.featurizer = Featurizer(vocab, segmenter, cfg.max_chars, cfg.max_words,
+                                     cfg.char_bigrams)
         self.thresholds = tuple(manifest.get("thresholds", (0.0, float("inf"))))
         self.min_weight = float(manifest.get("min_weight", 1e-3))
+        # quantisation steps per side (see deepbow.sparse); fitted at the end of training
+        self.scales: dict[str, float] = dict(manifest.get("scales", {"query": 1e-3,
+                                                                      "title": 1e-2}))
 
     @property
     def model_id(self) -> str:
@@ -101,15 +105,39 @@ class DeepBoW:
         manifest["net"] = self.net.cfg.to_dict()
         manifest["thresholds"] = list(self.thresholds)
         manifest["min_weight"] = self.min_weight
+        manifest["scales"] = self.scales
         model_id = save_model_dir(path, state, self.vocab.terms, self.vocab.chars,
                                   self.segmenter.user_words, manifest)
         self.manifest = {**manifest, "model_id": model_id}
         return model_id
 
     # -- encoding ---------------------------------------------------------------------------
-    def encode(self, texts: Sequence[str], batch_size: int = 128,
+    def encode(self, texts: Sequence[str], side: str = "query", batch_size: int = 128,
                progress: Callable[[int], None] | None = None) -> list[SparseVector]:
-        """Sparse bags of words for `texts`, in order. Empty text gives an empty vector."""
+        """Sparse bags of words for `texts`, in order; `side` is "query" or "title" (the tower
+        is shared; the sides differ in quantisation only). Empty text gives an empty vector."""
+        if side not in ("query", "title"):
+            raise InputError(f"side must be 'query' or 'title', not {side!r}")
+        scale = self.scales[side]
+        max_code = QUERY_MAX_CODE if side == "query" else TITLE_MAX_CODE
+        out = []
+        for ids, w, words, exp in self._encode_raw(texts, batch_size, progress):
+            codes = quantize(w, scale, max_code)
+            keep = codes > 0
+            out.append(SparseVector(ids[keep], codes[keep], scale,
+                                    [x for x, k in zip(words, keep, strict=True) if k],
+                                    exp[keep]))
+        return out
+
+    def fit_scales(self, texts: Sequence[str]) -> None:
+        """Set the quantisation steps so that the largest weight seen (plus 10%) gets the top
+        code; larger weights saturate."""
+        top = max((float(w.max()) for _, w, _, _ in self._encode_raw(texts) if len(w)),
+                  default=1.0)
+        self.scales = {"query": 1.1 * top / QUERY_MAX_CODE, "title": 1.1 * top / TITLE_MAX_CODE}
+
+    def _encode_raw(self, texts: Sequence[str], batch_size: int = 128, progress=None):
+        """(term ids, float weights, words, expanded) per text, before quantisation."""
         import torch
 
         for i, t in enumerate(texts):
@@ -117,7 +145,7 @@ class DeepBoW:
                 raise InputError(f"text {i} is {type(t).__name__}, not str")
         feats = [self.featurizer(t) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: len(feats[i].char_ids))
-        out: list[SparseVector | None] = [None] * len(texts)
+        out: list[tuple | None] = [None] * len(texts)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
@@ -139,7 +167,7 @@ class DeepBoW:
                     progress(len(idx))
         return out  # type: ignore[return-value]
 
-    def _to_sparse(self, term_ids, surfaces, tweights, exp_ids, exp_vals) -> SparseVector:
+    def _to_sparse(self, term_ids, surfaces, tweights, exp_ids, exp_vals) -> tuple:
         weights: dict[int, float] = {}
         words: dict[int, str] = {}
         for tid, s, w in zip(term_ids, surfaces, tweights, strict=True):
@@ -152,39 +180,43 @@ class DeepBoW:
                     weights[tid] = weights.get(tid, 0.0) + w
                     words.setdefault(tid, self.vocab.term_name(tid))
         ids = np.array(sorted(t for t, w in weights.items() if w > self.min_weight), np.int32)
-        return SparseVector(ids, np.array([weights[t] for t in ids.tolist()], np.float32),
-                            [words[t] for t in ids.tolist()],
-                            np.array([t not in in_text for t in ids.tolist()], bool))
+        return (ids, np.array([weights[t] for t in ids.tolist()], np.float64),
+                [words[t] for t in ids.tolist()],
+                np.array([t not in in_text for t in ids.tolist()], bool))
 
     def encode_csr(self, texts: Sequence[str], batch_size: int = 128, progress=None):
-        """Rows of a scipy CSR matrix (docs × vocabulary size), for the index."""
+        """Title codes as rows of a scipy CSR matrix (docs × vocabulary size), for the index;
+        weight = code × self.scales["title"]."""
         from scipy import sparse
 
-        vecs = self.encode(texts, batch_size, progress)
+        vecs = self.encode(texts, "title", batch_size, progress)
         indptr = np.zeros(len(vecs) + 1, np.int64)
         np.cumsum([len(v) for v in vecs], out=indptr[1:])
         ids = np.concatenate([v.ids for v in vecs]) if vecs else np.zeros(0, np.int32)
-        w = np.concatenate([v.weights for v in vecs]) if vecs else np.zeros(0, np.float32)
-        return sparse.csr_matrix((w, ids, indptr), shape=(len(vecs), self.vocab.size))
+        c = np.concatenate([v.codes for v in vecs]) if vecs else np.zeros(0, np.int32)
+        return sparse.csr_matrix((c.astype(np.uint8), ids, indptr),
+                                 shape=(len(vecs), self.vocab.size))
 
     # -- scoring ----------------------------------------------------------------------------
     def score(self, query: str, titles: Sequence[str]) -> np.ndarray:
-        q = self.encode([query])[0]
-        return np.array([dot(q, d) for d in self.encode(titles)], np.float64)
+        q = self.encode([query], "query")[0]
+        return np.array([dot(q, d) for d in self.encode(titles, "title")], np.float64)
 
     def score_pairs(self, pairs: Iterable[tuple[str, str]], batch_size: int = 256) -> np.ndarray:
         """Scores of (query, title) pairs; each distinct text is encoded once."""
         pairs = list(pairs)
-        texts = sorted({q for q, _ in pairs} | {t for _, t in pairs})
-        vecs = dict(zip(texts, self.encode(texts, batch_size), strict=True))
-        return np.array([dot(vecs[q], vecs[t]) for q, t in pairs], np.float64)
+        queries = sorted({q for q, _ in pairs})
+        titles = sorted({t for _, t in pairs})
+        qv = dict(zip(queries, self.encode(queries, "query", batch_size), strict=True))
+        tv = dict(zip(titles, self.encode(titles, "title", batch_size), strict=True))
+        return np.array([dot(qv[q], tv[t]) for q, t in pairs], np.float64)
 
     def label(self, scores) -> np.ndarray:
         """Grades 0/1/2 from scores with the thresholds calibrated at training time."""
         return np.digitize(np.asarray(scores, np.float64), self.thresholds).astype(np.int64)
 
     def explain(self, query: str, title: str) -> Explanation:
-        q, d = self.encode([query])[0], self.encode([title])[0]  # as score() encodes them
+        q, d = self.encode([query], "query")[0], self.encode([title], "title")[0]
         qi, di, contrib = matched(q, d)
         qe = q.expanded if q.expanded is not None else np.zeros(len(q), bool)
         de = d.expanded if d.expanded is not None else np.zeros(len(d), bool)
@@ -192,5 +224,5 @@ class DeepBoW:
                          float(d.weights[b]), float(c), bool(qe[a]), bool(de[b]))
                 for a, b, c in zip(qi, di, contrib, strict=True)]
         rows.sort(key=lambda r: -r.contribution)
-        score = float(contrib.sum())
+        score = dot(q, d)
         return Explanation(query, title, score, int(self.label([score])[0]), rows, q, d)

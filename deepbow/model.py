@@ -6,8 +6,10 @@ One tower (shared by queries and titles; see the README for the figures behind t
   pre-norm Transformer (multi-granularity: characters see words and the other way round).
 * Term weighting: p_t = softmax_t(u · h_t / √d) over the distinct terms of the text, where
   u = W_a h_c, h_c is the mean of the character-side outputs and h_t the mean of the term's word
-  vectors plus its own embedding (so a phrase such as 手机壳 has a vector of its own). The weights
-  are scaled by a learned magnitude m = softplus(w · h_c) so texts can differ in total weight.
+  vectors plus its own embedding (so a phrase such as 手机壳 has a vector of its own); a
+  character bigram term is represented by its two character vectors. The weights are scaled by a
+  learned magnitude m = softplus(w · h_c + a · log(1 + n_terms)) so texts can differ in total
+  weight and long titles need not dilute every term.
 * Synonym expansion: V_c = relu(E · W_c h_c + b), V_w = relu(E · W_w h_w + b) over the most
   frequent known terms (E tied to the input term embeddings); absent terms take V_c, present terms
   the gated mix g V_c + (1 − g) V_w (V_w is computed at the present terms only); only the top-k
@@ -41,6 +43,7 @@ class NetConfig:
     max_words: int = 40
     expansion_k: int = 16  # expansion terms kept per text (0 = term weighting only)
     expansion_vocab: int = 8192  # expansion reaches term ids 1..expansion_vocab-1
+    char_bigrams: bool = False  # Chinese character bigrams are terms too
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,6 +65,7 @@ class DeepBoWNet(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.attn_q = nn.Linear(d, d)
         self.magnitude = nn.Linear(d, 1)
+        self.len_scale = nn.Parameter(torch.tensor(0.0))
         self.exp_c = nn.Linear(d, d)
         self.exp_w = nn.Linear(d, d)
         self.gate = nn.Linear(2 * d, 1)
@@ -90,11 +94,11 @@ class DeepBoWNet(nn.Module):
         wmask = (word_ids != 0).unsqueeze(-1).float()
         h_c = (hc_all * cmask).sum(1) / cmask.sum(1).clamp(min=1.0) + h[:, 0]
         h_w = (hw_all * wmask).sum(1) / wmask.sum(1).clamp(min=1.0)
-        return h_c, h_w, hw_all
+        return h_c, h_w, torch.cat([hc_all, hw_all], dim=1)
 
     def term_weights(self, batch: dict[str, torch.Tensor]):
         """Weights of the terms present in each text, the pooled vectors for expansion."""
-        h_c, h_w, hw = self._encode(batch["char_ids"], batch["word_ids"])
+        h_c, h_w, hw = self._encode(batch["char_ids"], batch["word_ids"])  # hw: chars + words
         term_ids, pos = batch["term_ids"], batch["term_pos"]
         d = hw.shape[-1]
         g0 = torch.gather(hw, 1, pos[..., 0:1].expand(-1, -1, d))
@@ -104,7 +108,9 @@ class DeepBoWNet(nn.Module):
         tmask = term_ids != 0
         logits = logits.masked_fill(~tmask, -1e4)
         p = torch.softmax(logits, dim=-1) * tmask
-        m = F.softplus(self.magnitude(h_c))
+        # the magnitude sees the term count, so per-term weights need not shrink with length
+        n = torch.log1p(tmask.sum(-1, keepdim=True).float())
+        m = F.softplus(self.magnitude(h_c) + self.len_scale * n)
         return p * m, h_c, h_w
 
     def expansion(self, term_ids: torch.Tensor, h_c: torch.Tensor, h_w: torch.Tensor):

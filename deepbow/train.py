@@ -31,6 +31,8 @@ class VocabConfig:
     max_phrases: int = 10_000
     min_phrase_count: int = 5
     n_buckets: int = 8192
+    max_char_bigrams: int = 0
+    min_char_bigram_count: int = 5
 
 
 @dataclass
@@ -44,6 +46,7 @@ class NetParams:
     max_words: int = 40
     expansion_k: int = 16
     expansion_vocab: int = 8192
+    char_bigrams: bool = False
 
 
 @dataclass
@@ -117,7 +120,7 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     net = DeepBoWNet(NetConfig(n_chars=len(vocab.chars), n_terms=vocab.n_terms,
                                n_buckets=vocab.n_buckets, **asdict(cfg.net)))
     model = DeepBoW(net, vocab, seg, {"train_config": cfg.to_dict()})
-    feat = Featurizer(vocab, seg, cfg.net.max_chars, cfg.net.max_words)
+    feat = model.featurizer
     cache: dict = {}
 
     def features(texts: list[str]) -> dict[str, torch.Tensor]:
@@ -183,6 +186,7 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
             break
     net.load_state_dict(best_state)
     _round_like_saved(net)
+    model.fit_scales(sorted({t for p in valid_pairs for t in (p.query, p.title)}))
     calib = [p for p in valid_pairs if tp.calibrate_on == "all" or p.kind == "qbqtc"] \
         or list(valid_pairs)
     scores = model.score_pairs([(p.query, p.title) for p in calib])

@@ -20,11 +20,25 @@ CHAR_SPECIALS = ["<pad>", "<unk>", "<cls>", "<sep>"]
 
 @dataclass
 class TextTerm:
-    """A term found in a text: its id, its surface string and the word positions it covers."""
+    """A term found in a text: its id, its surface string and the positions it covers.
+
+    A position is (stream, index): stream 0 = the word stream, 1 = the character stream.
+    """
 
     term_id: int
     surface: str
-    positions: list[int]
+    positions: list[tuple[int, int]]
+
+
+def han_bigrams(chars: list[str]) -> list[tuple[str, int]]:
+    """Adjacent pairs of Chinese characters with the index of the first (character n-grams let
+    a query match a title whose segmentation differs: 咳嗽感冒 / 感冒过后久咳嗽)."""
+    return [(chars[i] + chars[i + 1], i) for i in range(len(chars) - 1)
+            if _is_han(chars[i]) and _is_han(chars[i + 1])]
+
+
+def _is_han(c: str) -> bool:
+    return "\u3400" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff"
 
 
 class Vocabulary:
@@ -61,25 +75,27 @@ class Vocabulary:
             return self.terms[term_id]
         return f"#{term_id - self.n_terms}"
 
-    def text_terms(self, words: list[str]) -> list[TextTerm]:
-        """The distinct terms of a segmented text: its words, then its known bigram phrases."""
+    def text_terms(self, words: list[str], chars: list[str] | None = None) -> list[TextTerm]:
+        """The distinct terms of a text: its words, its known word-bigram phrases and, when
+        `chars` is given, its Chinese character bigrams (same id as a word of that surface)."""
         found: dict[str, TextTerm] = {}
-        for i, w in enumerate(words):
-            tt = found.get(w)
+
+        def add(surface: str, term_id: int, pos: list[tuple[int, int]]) -> None:
+            tt = found.get(surface)
             if tt is None:
-                found[w] = TextTerm(self.word_id(w), w, [i])
+                found[surface] = TextTerm(term_id, surface, pos)
             else:
-                tt.positions.append(i)
+                tt.positions.extend(pos)
+
+        for i, w in enumerate(words):
+            add(w, self.word_id(w), [(0, i)])
         for i in range(len(words) - 1):
             ph = words[i] + words[i + 1]
             pid = self.term_index.get(ph)
-            if pid is None:
-                continue
-            tt = found.get(ph)
-            if tt is None:
-                found[ph] = TextTerm(pid, ph, [i, i + 1])
-            else:
-                tt.positions.extend((i, i + 1))
+            if pid is not None:
+                add(ph, pid, [(0, i), (0, i + 1)])
+        for bg, i in han_bigrams(chars or []):
+            add(bg, self.word_id(bg), [(1, i), (1, i + 1)])
         # two different words can share a bucket: keep one entry per id
         by_id: dict[int, TextTerm] = {}
         for tt in found.values():
@@ -94,23 +110,30 @@ class Vocabulary:
     def build(cls, segmented: Iterable[list[str]], user_words: Iterable[str] = (),
               max_words: int = 40_000, min_word_count: int = 2, max_phrases: int = 10_000,
               min_phrase_count: int = 5, min_char_count: int = 2,
-              n_buckets: int = 8192) -> Vocabulary:
-        """Count words, adjacent word pairs and characters over a segmented corpus."""
+              n_buckets: int = 8192, max_char_bigrams: int = 0,
+              min_char_bigram_count: int = 5) -> Vocabulary:
+        """Count words, adjacent word pairs, character bigrams and characters."""
         wc: Counter[str] = Counter()
         pc: Counter[str] = Counter()
         cc: Counter[str] = Counter()
+        bc: Counter[str] = Counter()
         for words in segmented:
             wc.update(words)
             pc.update(words[i] + words[i + 1] for i in range(len(words) - 1)
                       if len(words[i]) + len(words[i + 1]) <= 6)
             for w in words:
                 cc.update(w)
+            if max_char_bigrams:
+                bc.update(b for b, _ in han_bigrams(list("".join(words))))
         user = {w for w in user_words if wc.get(w, 0) >= 1}
         words = [w for w, n in wc.most_common() if n >= min_word_count or w in user]
         words = words[:max_words]
         have = set(words)
         phrases = [p for p, n in pc.most_common() if n >= min_phrase_count and p not in have]
         counts = {w: wc[w] for w in words} | {p: pc[p] for p in phrases[:max_phrases]}
+        bigrams = [b for b, n in bc.most_common()
+                   if n >= min_char_bigram_count and b not in counts][:max_char_bigrams]
+        counts |= {b: bc[b] for b in bigrams}
         terms = ["<pad>"] + sorted(counts, key=lambda t: (-counts[t], t))
         chars = CHAR_SPECIALS + sorted(c for c, n in cc.items() if n >= min_char_count)
         return cls(terms, chars, n_buckets)

@@ -7,7 +7,7 @@ from deepbow.sparse import dot
 
 
 def test_vectors_are_sparse_sorted_and_positive(tiny_model):
-    vecs = tiny_model.encode(["华为新款手机防摔", "罗技鼠标垫", "苹果包邮耳机2024"])
+    vecs = tiny_model.encode(["华为新款手机防摔", "罗技鼠标垫", "苹果包邮耳机2024"], "title")
     for v in vecs:
         assert len(v) > 0
         assert np.all(np.diff(v.ids) > 0)
@@ -25,9 +25,20 @@ def test_empty_and_non_chinese_text(tiny_model):
     assert tiny_model.score("", ["华为手机"]).shape == (1,)
 
 
-def test_non_string_text_is_refused(tiny_model):
+def test_bad_arguments_are_refused(tiny_model):
     with pytest.raises(InputError, match="text 1"):
         tiny_model.encode(["手机", None])
+    with pytest.raises(InputError, match="side"):
+        tiny_model.encode(["手机"], "product")
+
+
+def test_query_and_title_sides_differ_only_by_quantisation(tiny_model):
+    (q,), (d,) = tiny_model.encode(["华为手机"], "query"), tiny_model.encode(["华为手机"], "title")
+    common = np.intersect1d(q.ids, d.ids)
+    assert len(common) >= len(d) - 1  # a tiny title weight may round to 0
+    dq = dict(zip(q.ids.tolist(), q.weights, strict=True))
+    for i, w in zip(d.ids.tolist(), d.weights, strict=True):
+        assert abs(dq[i] - w) <= d.scale / 2 + q.scale / 2 + 1e-12
 
 
 def test_score_equals_sum_of_explain(tiny_model):
@@ -46,7 +57,10 @@ def test_score_pairs_matches_score(tiny_model):
     b = tiny_model.score_pairs([("华为手机", t) for t in titles])
     # a text's batch-mates change float rounding only (≈1e-9), never the terms
     np.testing.assert_allclose(a, b, rtol=1e-6)
-    assert a[0] == pytest.approx(dot(*tiny_model.encode(["华为手机", titles[0]])))
+    q = tiny_model.encode(["华为手机"], "query")[0]
+    d = tiny_model.encode([titles[0]], "title")[0]
+    assert a[0] == dot(q, d)
+    assert d.codes.max() <= 255 and q.codes.max() <= 4095
 
 
 def test_learns_the_synthetic_task(tiny_model):
