@@ -33,7 +33,8 @@ def model_option(fn):
 
 
 def json_option(fn):
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON instead of a table.")(fn)
 
 
 def load_model(path: Path | None):
@@ -243,7 +244,13 @@ def data() -> None:
 def data_prepare(out_dir, data_dir):
     """Write ecom_dev.jsonl (NER dev titles, never trained on), qbqtc_test.jsonl (query-disjoint
     held-out QBQTC) and the train/valid pairs the default recipe uses."""
-    from deepbow.datasets import ecommerce_pairs, ner_titles, qbqtc_pairs, training_pairs, write_pairs
+    from deepbow.datasets import (
+        ecommerce_pairs,
+        ner_titles,
+        qbqtc_pairs,
+        training_pairs,
+        write_pairs,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {

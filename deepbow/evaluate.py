@@ -7,8 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepbow.datasets import Pair
-from deepbow.metrics import (accuracy, auc, best_thresholds, hard_negative_rate, macro_f1,
-                             ndcg_at_k)
+from deepbow.metrics import accuracy, auc, best_thresholds, hard_negative_rate, macro_f1, ndcg_at_k
 
 METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy")
 

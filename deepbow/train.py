@@ -224,8 +224,14 @@ def validate(model, pairs: Sequence[Pair]) -> dict[str, float]:
 
 def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], list[str]]:
     """Texts for the vocabulary (training parts only) and the jieba user dictionary words."""
-    from deepbow.datasets import (SPLITS, ner_titles, read_pairs, shared_data_dir, split_of,
-                                  texts_containing)
+    from deepbow.datasets import (
+        SPLITS,
+        ner_titles,
+        read_pairs,
+        shared_data_dir,
+        split_of,
+        texts_containing,
+    )
 
     d = data_dir or shared_data_dir()
     corpus: list[str] = []

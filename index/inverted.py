@@ -1,0 +1,371 @@
+"""The inverted index: segments of CSR-over-terms postings, deletions and filters as bitmaps.
+
+Model-agnostic: documents are numbered 0..n_docs-1 in the order they were added; weights are
+8-bit impacts on one scale (weight = impact × scale). A query is term ids with weights (quantised
+to 12-bit codes) or with codes already; scores are exact integers times the two scales, so the
+top-k is identical to a brute-force dot product over the same codes, ties broken by doc number.
+
+Live changes: `add` appends a segment (small ones are searched the same way, then merged),
+`delete` sets bits in a pyroaring bitmap that the kernels see as a mask (applied inside the
+search, so k results come back whatever was deleted), `compact` folds everything into one
+segment. On disk (see `save`/`load`): manifest.json + plain .npy arrays, mmap-able.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pyroaring import BitMap
+from scipy import sparse
+
+from deepbow.errors import DeepBowError
+from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
+from index import kernels
+
+FORMAT = "deepbow-index"
+FORMAT_VERSION = 1
+ARRAYS = ("indptr", "docs", "impacts", "max_impact")
+
+
+class IndexFileError(DeepBowError):
+    """An index directory is missing, corrupt, of another version or built by another model."""
+
+
+
+
+@dataclass
+class Segment:
+    """Postings of documents doc_base .. doc_base + n_docs - 1 (local numbers in `docs`)."""
+
+    indptr: np.ndarray  # int64, n_terms + 1
+    docs: np.ndarray  # int32, local doc numbers, increasing within a term
+    impacts: np.ndarray  # uint8
+    max_impact: np.ndarray  # uint8, n_terms
+    n_docs: int
+    doc_base: int
+
+    @classmethod
+    def from_codes(cls, codes: sparse.csr_matrix, doc_base: int) -> Segment:
+        csc = sparse.csc_matrix(codes)
+        csc.sort_indices()
+        indptr = csc.indptr.astype(np.int64)
+        impacts = csc.data.astype(np.uint8)
+        max_impact = np.zeros(codes.shape[1], np.uint8)
+        nonempty = np.diff(indptr) > 0
+        if impacts.size:
+            max_impact[nonempty] = np.maximum.reduceat(impacts, indptr[:-1][nonempty])
+        return cls(indptr, csc.indices.astype(np.int32), impacts, max_impact, codes.shape[0],
+                   doc_base)
+
+    def to_codes(self) -> sparse.csr_matrix:
+        n_terms = len(self.indptr) - 1
+        csc = sparse.csc_matrix((np.asarray(self.impacts), np.asarray(self.docs),
+                                 np.asarray(self.indptr)), shape=(self.n_docs, n_terms))
+        return csc.tocsr()
+
+    @property
+    def n_postings(self) -> int:
+        return int(self.indptr[-1])
+
+
+class InvertedIndex:
+    def __init__(self, segments: list[Segment], n_terms: int, scale: float,
+                 deleted: BitMap | None = None, meta: dict | None = None) -> None:
+        self.segments = segments
+        self.n_terms = n_terms
+        self.scale = float(scale)
+        self.deleted = deleted if deleted is not None else BitMap()
+        self.meta = dict(meta or {})
+        self._alive: np.ndarray | None = None
+
+    # -- building ---------------------------------------------------------------------------
+    @staticmethod
+    def quantize_docs(matrix, scale: float | None = None) -> tuple[sparse.csr_matrix, float]:
+        """8-bit codes of a docs × terms matrix: uint8 input is taken as codes already."""
+        m = sparse.csr_matrix(matrix)
+        if m.dtype == np.uint8:
+            codes = m.copy()
+            scale = 1.0 if scale is None else scale
+        else:
+            if m.nnz and m.data.min() < 0:
+                raise ValueError("document weights must be non-negative")
+            top = float(m.data.max()) if m.nnz else 1.0
+            scale = scale or (top / TITLE_MAX_CODE if top > 0 else 1.0)
+            data = np.clip(np.rint(m.data / scale), 0, TITLE_MAX_CODE).astype(np.uint8)
+            # copies: eliminate_zeros works in place and must not touch the caller's matrix
+            codes = sparse.csr_matrix((data, m.indices.copy(), m.indptr.copy()), shape=m.shape)
+        codes.sum_duplicates()
+        codes.eliminate_zeros()
+        return codes, scale
+
+    @classmethod
+    def from_csr(cls, matrix, scale: float | None = None) -> InvertedIndex:
+        """Rows = documents, columns = term ids. Float weights are quantised to 8 bits
+        (scale = max / 255 unless given); a uint8 matrix is taken as codes on `scale`."""
+        codes, scale = cls.quantize_docs(matrix, scale)
+        return cls([Segment.from_codes(codes, 0)], codes.shape[1], scale)
+
+    @property
+    def n_docs(self) -> int:
+        return sum(s.n_docs for s in self.segments)
+
+    @property
+    def n_alive(self) -> int:
+        return self.n_docs - len(self.deleted)
+
+    @property
+    def n_postings(self) -> int:
+        return sum(s.n_postings for s in self.segments)
+
+    # -- live changes -----------------------------------------------------------------------
+    def add(self, matrix) -> np.ndarray:
+        """Append documents (same term space and scale); returns their doc numbers."""
+        codes, _ = self.quantize_docs(matrix, self.scale)
+        if codes.shape[1] != self.n_terms:
+            raise ValueError(f"matrix has {codes.shape[1]} term columns, index has {self.n_terms}")
+        base = self.n_docs
+        if codes.shape[0]:
+            self.segments.append(Segment.from_codes(codes, base))
+            self._alive = None
+        return np.arange(base, base + codes.shape[0], dtype=np.int64)
+
+    def delete(self, doc_numbers) -> int:
+        """Mark documents deleted; returns how many were newly deleted."""
+        nums = np.asarray(doc_numbers, np.int64).ravel()
+        if nums.size and (nums.min() < 0 or nums.max() >= self.n_docs):
+            raise KeyError(f"doc numbers out of range 0..{self.n_docs - 1}")
+        before = len(self.deleted)
+        self.deleted.update(nums.astype(np.uint32).tolist())
+        self._alive = None
+        return len(self.deleted) - before
+
+    def compact(self) -> np.ndarray:
+        """Fold all segments into one without the deleted documents.
+
+        Returns old → new doc numbers (-1 for deleted), for the caller's id maps."""
+        keep = self.alive_mask().astype(bool)
+        mapping = np.full(self.n_docs, -1, np.int64)
+        mapping[keep] = np.arange(int(keep.sum()))
+        rows = [s.to_codes() for s in self.segments]
+        allc = sparse.vstack(rows, format="csr") if rows else sparse.csr_matrix(
+            (0, self.n_terms), dtype=np.uint8)
+        allc = allc[keep]
+        self.segments = [Segment.from_codes(sparse.csr_matrix(allc, dtype=np.uint8), 0)]
+        self.deleted = BitMap()
+        self._alive = None
+        return mapping
+
+    def alive_mask(self) -> np.ndarray:
+        if self._alive is None or len(self._alive) != self.n_docs:
+            mask = np.ones(self.n_docs, np.uint8)
+            if len(self.deleted):
+                mask[np.frombuffer(self.deleted.to_array(), np.uint32)] = 0
+            self._alive = mask
+        return self._alive
+
+    def mask_for(self, allowed: BitMap | None) -> np.ndarray:
+        """uint8 mask over doc numbers: alive and (if given) in `allowed`. Empty = all."""
+        if allowed is None:
+            return self.alive_mask() if len(self.deleted) else np.zeros(0, np.uint8)
+        mask = np.zeros(self.n_docs, np.uint8)
+        ids = np.frombuffer(allowed.to_array(), np.uint32)
+        mask[ids[ids < self.n_docs]] = 1
+        if len(self.deleted):
+            mask &= self.alive_mask()
+        return mask
+
+    # -- search -----------------------------------------------------------------------------
+    @staticmethod
+    def quantize_query(term_ids, weights) -> tuple[np.ndarray, np.ndarray, float]:
+        t = np.asarray(term_ids, np.int64).ravel()
+        w = np.asarray(weights, np.float64).ravel()
+        if t.shape != w.shape:
+            raise ValueError("term_ids and weights differ in length")
+        if w.size and (not np.all(np.isfinite(w)) or w.min() < 0):
+            raise ValueError("query weights must be finite and non-negative")
+        top = float(w.max()) if w.size else 0.0
+        qscale = top / QUERY_MAX_CODE if top > 0 else 1.0
+        codes = np.rint(w / qscale).astype(np.int32)
+        return t, codes, qscale
+
+    def search(self, term_ids, weights, k: int = 10, allowed: BitMap | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k (doc numbers, float scores), best first, ties by doc number."""
+        t, codes, qscale = self.quantize_query(term_ids, weights)
+        docs, ints = self.search_codes(t, codes, k, allowed)
+        return docs, ints * (qscale * self.scale)
+
+    def search_codes(self, term_ids, codes, k: int = 10, allowed: BitMap | None = None,
+                     mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k with integer query codes: (doc numbers, integer scores)."""
+        t = np.asarray(term_ids, np.int64)
+        c = np.asarray(codes, np.int64)
+        keep = (t >= 0) & (t < self.n_terms) & (c > 0)  # unknown terms match nothing
+        t, c = t[keep], c[keep]
+        if mask is None:
+            mask = self.mask_for(allowed)
+        if k <= 0 or t.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        parts_d, parts_s = [], []
+        for seg in self.segments:
+            m = mask[seg.doc_base:seg.doc_base + seg.n_docs] if mask.size else mask
+            d, s = kernels.maxscore_topk(seg.indptr, seg.docs, seg.impacts, seg.max_impact,
+                                         t, c, k, m)
+            parts_d.append(d + seg.doc_base)
+            parts_s.append(s)
+        if len(parts_d) == 1:
+            return parts_d[0], parts_s[0]
+        d = np.concatenate(parts_d)
+        s = np.concatenate(parts_s)
+        order = np.lexsort((d, -s))[:k]
+        return d[order], s[order]
+
+    def batch_search(self, queries: list[tuple], k: int = 10, allowed: BitMap | None = None
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """search() for many (term_ids, weights) queries; the mask is built once."""
+        mask = self.mask_for(allowed)
+        out = []
+        for term_ids, weights in queries:
+            t, codes, qscale = self.quantize_query(term_ids, weights)
+            d, s = self.search_codes(t, codes, k, mask=mask)
+            out.append((d, s * (qscale * self.scale)))
+        return out
+
+    def brute_force(self, term_ids, codes, k: int = 10, allowed: BitMap | None = None):
+        """The exhaustive reference: dense integer scores, then a full sort."""
+        t = np.asarray(term_ids, np.int64)
+        c = np.asarray(codes, np.int64)
+        keep = (t >= 0) & (t < self.n_terms) & (c > 0)
+        acc = np.zeros(self.n_docs, np.int64)
+        for seg in self.segments:
+            acc[seg.doc_base:seg.doc_base + seg.n_docs] = kernels.taat_scores_ref(
+                seg.indptr, seg.docs, seg.impacts, t[keep], c[keep], seg.n_docs)
+        return kernels.topk_ref(acc, k, self.mask_for(allowed))
+
+    # -- disk -------------------------------------------------------------------------------
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write atomically: a temp directory beside `path`, then a rename."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise IndexFileError(f"{path} exists (use overwrite)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            self.write_into(tmp)
+            replace_dir(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def write_into(self, folder: Path, extra_files: dict[str, str] | None = None) -> dict:
+        """Write arrays and manifest.json into an empty folder; returns the manifest."""
+        from deepbow.fileio import sha256_file
+
+        files: dict[str, dict] = {}
+        segs = []
+        for i, seg in enumerate(self.segments):
+            for name in ARRAYS:
+                fname = f"seg{i}.{name}.npy"
+                np.save(folder / fname, np.asarray(getattr(seg, name)))
+            segs.append({"n_docs": seg.n_docs, "doc_base": seg.doc_base,
+                         "n_postings": seg.n_postings})
+        (folder / "deleted.roar").write_bytes(self.deleted.serialize())
+        names = [f"seg{i}.{n}.npy" for i in range(len(self.segments)) for n in ARRAYS]
+        names += ["deleted.roar", *(extra_files or {})]
+        for fname in names:
+            files[fname] = {"bytes": (folder / fname).stat().st_size,
+                            "sha256": sha256_file(folder / fname)}
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                    "n_terms": self.n_terms, "n_docs": self.n_docs, "n_deleted": len(self.deleted),
+                    "n_postings": self.n_postings, "impact_bits": 8, "scale": self.scale,
+                    "segments": segs, **self.meta, "files": files}
+        with open(folder / "manifest.json", "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, ensure_ascii=False, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return manifest
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool = True, verify: bool = False) -> InvertedIndex:
+        """Open an index directory. Sizes, format and version are always checked; `verify`
+        also hashes every file (what `deepbow index verify` does)."""
+        path = Path(path)
+        manifest = read_index_manifest(path)
+        check_files(path, manifest, verify)
+        segs = []
+        try:
+            for i, sm in enumerate(manifest["segments"]):
+                arrays = {n: np.load(path / f"seg{i}.{n}.npy", mmap_mode="r" if mmap else None,
+                                     allow_pickle=False) for n in ARRAYS}
+                arrays = {n: np.asarray(a) for n, a in arrays.items()}
+                seg = Segment(arrays["indptr"], arrays["docs"], arrays["impacts"],
+                              arrays["max_impact"], int(sm["n_docs"]), int(sm["doc_base"]))
+                if len(seg.indptr) != manifest["n_terms"] + 1 or \
+                        seg.n_postings != len(seg.docs) or len(seg.docs) != len(seg.impacts):
+                    raise IndexFileError(f"{path}: segment {i} arrays disagree with the manifest")
+                segs.append(seg)
+            deleted = BitMap.deserialize((path / "deleted.roar").read_bytes())
+        except (ValueError, OSError, KeyError) as e:
+            raise IndexFileError(f"{path}: unreadable index ({e})") from None
+        meta = {k: v for k, v in manifest.items()
+                if k not in ("format", "format_version", "n_terms", "n_docs", "n_deleted",
+                             "n_postings", "impact_bits", "scale", "segments", "files")}
+        return cls(segs, int(manifest["n_terms"]), float(manifest["scale"]), deleted, meta)
+
+    def stats(self) -> dict:
+        nbytes = sum(np.asarray(getattr(s, n)).nbytes for s in self.segments for n in ARRAYS)
+        return {"docs": self.n_docs, "alive": self.n_alive, "deleted": len(self.deleted),
+                "terms": self.n_terms, "postings": self.n_postings,
+                "segments": len(self.segments), "bytes": nbytes,
+                "bytes_per_posting": nbytes / max(1, self.n_postings)}
+
+
+def replace_dir(tmp: Path, path: Path) -> None:
+    """Move a finished temp directory into place; an old one is removed only after."""
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def read_index_manifest(path: Path) -> dict:
+    mpath = path / "manifest.json"
+    if not path.is_dir():
+        raise IndexFileError(f"{path}: no index directory there")
+    if not mpath.is_file():
+        raise IndexFileError(f"{path}: not a deepbow index (no manifest.json)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexFileError(f"{mpath}: corrupt manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexFileError(f"{mpath}: not a deepbow index (format "
+                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexFileError(f"{mpath}: format_version {manifest.get('format_version')!r} is not "
+                             f"supported (this deepbow reads version {FORMAT_VERSION})")
+    return manifest
+
+
+def check_files(path: Path, manifest: dict, verify: bool) -> None:
+    from deepbow.fileio import sha256_file
+
+    for fname, info in manifest.get("files", {}).items():
+        fp = path / fname
+        if not fp.is_file():
+            raise IndexFileError(f"{path}: missing file {fname}")
+        size = fp.stat().st_size
+        if size != info["bytes"]:
+            raise IndexFileError(f"{fp}: {size} bytes, manifest says {info['bytes']} "
+                                 f"(truncated or replaced)")
+        if verify and sha256_file(fp) != info["sha256"]:
+            raise IndexFileError(f"{fp}: checksum mismatch (corrupt or tampered)")
