@@ -230,6 +230,213 @@ def eval_cmd(pairs_path, no_baseline, model_path, as_json):
     click.echo("(percent; BM25 labels use thresholds tuned on this file)", err=True)
 
 
+def parse_filters(values: tuple[str, ...]) -> dict[str, list[str]] | None:
+    """--filter field=v1,v2 (OR within a field; several --filter options AND together)."""
+    out: dict[str, list[str]] = {}
+    for f in values:
+        name, sep, vals = f.partition("=")
+        if not sep or not name or not vals:
+            raise click.BadParameter(f"{f!r}: expected FIELD=VALUE[,VALUE...]",
+                                     param_hint="--filter")
+        out.setdefault(name, []).extend(v for v in vals.split(",") if v)
+    return out or None
+
+
+def open_catalogue(path: Path, model_path: Path | None, verify: bool = False):
+    from index.catalogue import Catalogue
+
+    model = load_model(model_path) if model_path else None
+    return Catalogue.open(path, model, verify=verify)
+
+
+index_dir = click.argument("index_dir", type=click.Path(path_type=Path, file_okay=False))
+catalogue_file = click.argument("catalogue", type=click.Path(path_type=Path, exists=True,
+                                                             dir_okay=False))
+
+
+@main.group("index")
+def index_group() -> None:
+    """Build and maintain an inverted index of a product catalogue."""
+
+
+@index_group.command("build")
+@catalogue_file
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              required=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing index at --out.")
+@model_option
+@handle_errors
+def index_build(catalogue, out_dir, overwrite, model_path):
+    """Encode CATALOGUE (JSONL {id, title, ...} or TSV id<TAB>title) into an index."""
+    import time
+
+    from deepbow.catalogue import read_catalogue
+    from index.catalogue import Catalogue
+
+    if out_dir.exists() and not overwrite:
+        raise click.ClickException(f"{out_dir} exists: refusing to overwrite it "
+                                   "(use --overwrite)")
+    model = load_model(model_path)
+    items = read_catalogue(catalogue)
+    t0 = time.time()
+    bar = Progress(len(items), "encoding titles")
+    try:
+        cat = Catalogue.build(model, items, out_dir, overwrite=overwrite, progress=bar)
+    finally:
+        bar.close()
+    st = cat.stats()
+    click.echo(f"indexed {st['docs']} items in {time.time() - t0:.1f}s "
+               f"({st['postings']} postings, {st['bytes_on_disk'] / 1e6:.1f} MB) → {out_dir}",
+               err=True)
+
+
+@index_group.command("add")
+@index_dir
+@catalogue_file
+@model_option
+@handle_errors
+def index_add(index_dir, catalogue, model_path):
+    """Add the items of CATALOGUE (new ids only)."""
+    from deepbow.catalogue import read_catalogue
+
+    n = open_catalogue(index_dir, model_path).add(read_catalogue(catalogue))
+    click.echo(f"added {n} items", err=True)
+
+
+@index_group.command("update")
+@index_dir
+@catalogue_file
+@model_option
+@handle_errors
+def index_update(index_dir, catalogue, model_path):
+    """Replace (or add) the items of CATALOGUE by id."""
+    from deepbow.catalogue import read_catalogue
+
+    n = open_catalogue(index_dir, model_path).update(read_catalogue(catalogue))
+    click.echo(f"updated {n} items", err=True)
+
+
+@index_group.command("delete")
+@index_dir
+@click.argument("ids", nargs=-1, required=True)
+@model_option
+@handle_errors
+def index_delete(index_dir, ids, model_path):
+    """Delete items by id."""
+    n = open_catalogue(index_dir, model_path).delete(ids)
+    click.echo(f"deleted {n} items", err=True)
+
+
+@index_group.command("compact")
+@index_dir
+@model_option
+@handle_errors
+def index_compact(index_dir, model_path):
+    """Fold added segments and deletions into one segment."""
+    cat = open_catalogue(index_dir, model_path)
+    cat.compact()
+    click.echo(f"compacted: {cat.index.n_docs} items in one segment", err=True)
+
+
+@index_group.command("stats")
+@index_dir
+@model_option
+@json_option
+@handle_errors
+def index_stats(index_dir, model_path, as_json):
+    """Documents, terms, postings, bytes, deletions."""
+    st = open_catalogue(index_dir, model_path).stats()
+    if as_json:
+        emit_json(st)
+        return
+    for k, v in st.items():
+        click.echo(f"{k:<18} {v:.2f}" if isinstance(v, float) else f"{k:<18} {v}")
+
+
+@index_group.command("verify")
+@index_dir
+@model_option
+@handle_errors
+def index_verify(index_dir, model_path):
+    """Check format version, every file's checksum and the model match."""
+    cat = open_catalogue(index_dir, model_path, verify=True)
+    click.echo(f"ok: {cat.index.n_docs} docs, {len(cat.index.segments)} segment(s), "
+               f"model {cat.index.meta.get('model_id')}")
+
+
+@main.command()
+@index_dir
+@click.argument("query", required=False)
+@click.option("-k", "k", type=int, default=10, show_default=True, help="Hits per query.")
+@click.option("--filter", "filters", multiple=True,
+              help="FIELD=VALUE[,VALUE...]; repeat to AND several fields.")
+@click.option("--queries", "queries_path", type=click.Path(path_type=Path, exists=True,
+                                                           dir_okay=False),
+              help="Batch: a file of queries (one a line, or 'qid<TAB>query').")
+@click.option("--run", "run_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="With --queries: write a run file (.jsonl for JSONL, else TREC).")
+@model_option
+@json_option
+@handle_errors
+def search(index_dir, query, k, filters, queries_path, run_path, model_path, as_json):
+    """Rank the catalogue in INDEX_DIR for QUERY (or for each line of --queries)."""
+    cat = open_catalogue(index_dir, model_path)
+    flt = parse_filters(filters)
+    if queries_path is None:
+        if not query:
+            raise click.UsageError("give a QUERY or --queries FILE")
+        hits = cat.search(query, k, flt)
+        if as_json:
+            emit_json({"query": query, "hits": [h.to_json() for h in hits]})
+            return
+        if not hits:
+            click.echo("no matching items")
+        for rank, h in enumerate(hits, 1):
+            words = ", ".join(f"{w} {c:.3f}" for w, c in h.matched)
+            click.echo(f"{rank:>3}. {h.score:8.4f}  {h.id:<12} {h.title[:48]}  [{words}]")
+        return
+    qs = read_queries(queries_path)
+    bar = Progress(len(qs), "searching")
+    try:
+        results = cat.batch_search([q for _, q in qs], k, flt, progress=bar)
+    finally:
+        bar.close()
+    from deepbow.fileio import atomic_open
+
+    def lines():
+        for (qid, q), hits in zip(qs, results, strict=True):
+            for rank, h in enumerate(hits, 1):
+                if run_path is not None and run_path.suffix != ".jsonl":
+                    yield f"{qid} Q0 {h.id} {rank} {h.score:.6f} deepbow"
+                else:
+                    yield json.dumps({"qid": qid, "query": q, "rank": rank, **h.to_json()},
+                                     ensure_ascii=False)
+
+    if run_path is None:
+        for line in lines():
+            click.echo(line)
+        return
+    with atomic_open(run_path) as out:
+        for line in lines():
+            out.write(line + "\n")
+    click.echo(f"{len(qs)} queries → {run_path}", err=True)
+
+
+def read_queries(path: Path) -> list[tuple[str, str]]:
+    out = []
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise click.ClickException(f"{path}:{lineno}: not UTF-8 ({e.reason})") from None
+            if not line.strip():
+                continue
+            qid, sep, q = line.partition("\t")
+            out.append((qid, q) if sep else (str(lineno), line))
+    return out
+
+
 @main.group()
 def data() -> None:
     """Build the evaluation and training pair files from the shared data."""

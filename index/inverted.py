@@ -8,7 +8,12 @@ top-k is identical to a brute-force dot product over the same codes, ties broken
 Live changes: `add` appends a segment (small ones are searched the same way, then merged),
 `delete` sets bits in a pyroaring bitmap that the kernels see as a mask (applied inside the
 search, so k results come back whatever was deleted), `compact` folds everything into one
-segment. On disk (see `save`/`load`): manifest.json + plain .npy arrays, mmap-able.
+segment.
+
+On disk: a directory with manifest.json and plain .npy arrays (mmap-able). Segment files are
+immutable and named by the segment's uid, so a change writes only new files and then replaces
+manifest.json atomically (`commit`): a crash at any point leaves the previous manifest, which
+names only complete files. A first build goes to a temp directory renamed into place (`save`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +56,10 @@ class Segment:
     max_impact: np.ndarray  # uint8, n_terms
     n_docs: int
     doc_base: int
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def file(self, name: str) -> str:
+        return f"seg-{self.uid}.{name}.npy"
 
     @classmethod
     def from_codes(cls, codes: sparse.csr_matrix, doc_base: int) -> Segment:
@@ -249,46 +260,75 @@ class InvertedIndex:
         return kernels.topk_ref(acc, k, self.mask_for(allowed))
 
     # -- disk -------------------------------------------------------------------------------
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write atomically: a temp directory beside `path`, then a rename."""
+    def save(self, path: str | Path, overwrite: bool = False,
+             extra: dict | None = None) -> None:
+        """Write a complete index into a temp directory beside `path`, then rename it."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise IndexFileError(f"{path} exists (use overwrite)")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
-            self.write_into(tmp)
+            self.write_into(tmp, extra)
             replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def write_into(self, folder: Path, extra_files: dict[str, str] | None = None) -> dict:
-        """Write arrays and manifest.json into an empty folder; returns the manifest."""
-        from deepbow.fileio import sha256_file
+    def commit(self, path: str | Path, extra: dict | None = None) -> None:
+        """Write what `path` lacks (new segments, the deleted set), then swap manifest.json.
+        An exclusive lock on `path/.lock` keeps two writers from interleaving."""
+        with dir_lock(Path(path)):
+            self.write_into(Path(path), extra)
 
-        files: dict[str, dict] = {}
+    def write_into(self, folder: Path, extra: dict | None = None) -> dict:
+        """Write missing segment files, the deletions and manifest.json (atomically, last),
+        then remove files the new manifest no longer names. `extra` may hold "files":
+        names of files the caller put in the folder (checksummed like ours) and any other
+        keys to keep in the manifest. Returns the manifest."""
+        from deepbow.fileio import atomic_open, sha256_file
+
+        folder = Path(folder)
+        extra = dict(extra or {})
+        old = {}
+        if (folder / "manifest.json").is_file():
+            try:
+                old = json.loads((folder / "manifest.json").read_text("utf-8")).get("files", {})
+            except (OSError, ValueError):
+                old = {}
+        names: list[str] = []
         segs = []
-        for i, seg in enumerate(self.segments):
-            for name in ARRAYS:
-                fname = f"seg{i}.{name}.npy"
-                np.save(folder / fname, np.asarray(getattr(seg, name)))
-            segs.append({"n_docs": seg.n_docs, "doc_base": seg.doc_base,
+        for seg in self.segments:
+            for n in ARRAYS:
+                fname = seg.file(n)
+                if not (folder / fname).is_file() or fname not in old:
+                    with atomic_open(folder / fname, "wb") as fh:
+                        np.save(fh, np.asarray(getattr(seg, n)))
+                names.append(fname)
+            segs.append({"uid": seg.uid, "n_docs": seg.n_docs, "doc_base": seg.doc_base,
                          "n_postings": seg.n_postings})
-        (folder / "deleted.roar").write_bytes(self.deleted.serialize())
-        names = [f"seg{i}.{n}.npy" for i in range(len(self.segments)) for n in ARRAYS]
-        names += ["deleted.roar", *(extra_files or {})]
+        deleted_name = f"deleted-{uuid.uuid4().hex[:8]}.roar"
+        with atomic_open(folder / deleted_name, "wb") as fh:
+            fh.write(self.deleted.serialize())
+        names += [deleted_name, *extra.pop("files", [])]
+        files = {}
         for fname in names:
-            files[fname] = {"bytes": (folder / fname).stat().st_size,
-                            "sha256": sha256_file(folder / fname)}
+            info = old.get(fname)
+            size = (folder / fname).stat().st_size
+            if info is None or info.get("bytes") != size or fname == deleted_name:
+                info = {"bytes": size, "sha256": sha256_file(folder / fname)}
+            files[fname] = info
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "n_terms": self.n_terms, "n_docs": self.n_docs, "n_deleted": len(self.deleted),
                     "n_postings": self.n_postings, "impact_bits": 8, "scale": self.scale,
-                    "segments": segs, **self.meta, "files": files}
-        with open(folder / "manifest.json", "w", encoding="utf-8") as fh:
+                    "segments": segs, "deleted": deleted_name, **self.meta, **extra,
+                    "files": files}
+        with atomic_open(folder / "manifest.json") as fh:
             json.dump(manifest, fh, ensure_ascii=False, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
+        for p in folder.iterdir():  # files of older generations
+            if p.is_file() and p.name != "manifest.json" and p.name not in files \
+                    and not p.name.startswith("."):
+                p.unlink()
         return manifest
 
     @classmethod
@@ -301,21 +341,22 @@ class InvertedIndex:
         segs = []
         try:
             for i, sm in enumerate(manifest["segments"]):
-                arrays = {n: np.load(path / f"seg{i}.{n}.npy", mmap_mode="r" if mmap else None,
-                                     allow_pickle=False) for n in ARRAYS}
-                arrays = {n: np.asarray(a) for n, a in arrays.items()}
-                seg = Segment(arrays["indptr"], arrays["docs"], arrays["impacts"],
-                              arrays["max_impact"], int(sm["n_docs"]), int(sm["doc_base"]))
+                seg = Segment(*(np.asarray(np.load(path / f"seg-{sm['uid']}.{n}.npy",
+                                                   mmap_mode="r" if mmap else None,
+                                                   allow_pickle=False)) for n in ARRAYS),
+                              n_docs=int(sm["n_docs"]), doc_base=int(sm["doc_base"]),
+                              uid=sm["uid"])
                 if len(seg.indptr) != manifest["n_terms"] + 1 or \
                         seg.n_postings != len(seg.docs) or len(seg.docs) != len(seg.impacts):
                     raise IndexFileError(f"{path}: segment {i} arrays disagree with the manifest")
                 segs.append(seg)
-            deleted = BitMap.deserialize((path / "deleted.roar").read_bytes())
+            deleted = BitMap.deserialize((path / manifest["deleted"]).read_bytes())
         except (ValueError, OSError, KeyError) as e:
             raise IndexFileError(f"{path}: unreadable index ({e})") from None
         meta = {k: v for k, v in manifest.items()
                 if k not in ("format", "format_version", "n_terms", "n_docs", "n_deleted",
-                             "n_postings", "impact_bits", "scale", "segments", "files")}
+                             "n_postings", "impact_bits", "scale", "segments", "files",
+                             "deleted")}
         return cls(segs, int(manifest["n_terms"]), float(manifest["scale"]), deleted, meta)
 
     def stats(self) -> dict:
@@ -324,6 +365,18 @@ class InvertedIndex:
                 "terms": self.n_terms, "postings": self.n_postings,
                 "segments": len(self.segments), "bytes": nbytes,
                 "bytes_per_posting": nbytes / max(1, self.n_postings)}
+
+
+@contextmanager
+def dir_lock(folder: Path):
+    import fcntl
+
+    with open(folder / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def replace_dir(tmp: Path, path: Path) -> None:

@@ -161,20 +161,20 @@ def saved(tmp_path):
 
 
 def test_truncated_file_is_refused(saved):
-    f = saved / "seg0.docs.npy"
+    f = next(saved.glob("seg-*.docs.npy"))
     f.write_bytes(f.read_bytes()[:-16])
     with pytest.raises(IndexFileError,
-                       match=r"seg0.docs.npy: 2\d+ bytes, manifest says \d+ \(truncated"):
+                       match=r"seg-\w+.docs.npy: 2\d+ bytes, manifest says \d+ \(truncated"):
         InvertedIndex.load(saved)
 
 
 def test_tampered_file_is_found_by_verify(saved):
-    f = saved / "seg0.impacts.npy"
+    f = next(saved.glob("seg-*.impacts.npy"))
     data = bytearray(f.read_bytes())
     data[-1] ^= 0xFF
     f.write_bytes(bytes(data))
     InvertedIndex.load(saved)  # same size: a plain load cannot tell
-    with pytest.raises(IndexFileError, match="seg0.impacts.npy: checksum mismatch"):
+    with pytest.raises(IndexFileError, match=r"seg-\w+.impacts.npy: checksum mismatch"):
         InvertedIndex.load(saved, verify=True)
 
 
@@ -194,13 +194,42 @@ def test_interrupted_save_keeps_the_old_index(saved, monkeypatch):
         raise KeyboardInterrupt("crash mid-write")
 
     monkeypatch.setattr("index.inverted.InvertedIndex.write_into",
-                        lambda self, folder, extra_files=None: boom())
+                        lambda self, folder, extra=None: boom())
     with pytest.raises(KeyboardInterrupt):
         new.save(saved, overwrite=True)
     monkeypatch.undo()
     again = InvertedIndex.load(saved, verify=True)
     assert again.n_docs == old.n_docs
     assert not [p for p in saved.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_commit_writes_only_changes_and_survives_a_crash(saved, monkeypatch):
+    index = InvertedIndex.load(saved, mmap=False)
+    first = {p.name: p.stat().st_mtime_ns for p in saved.glob("seg-*")}
+    index.add(random_docs(np.random.default_rng(4), 5))
+    index.delete([0, 1])
+    index.commit(saved)
+    again = InvertedIndex.load(saved, verify=True)
+    assert again.n_docs == 105 and len(again.deleted) == 2
+    for name, mtime in first.items():  # the first segment's files were not rewritten
+        assert (saved / name).stat().st_mtime_ns == mtime
+    # a crash before the manifest swap leaves the last committed state
+    import deepbow.fileio
+
+    real = deepbow.fileio.atomic_open
+
+    def failing(path, *a, **k):
+        if str(path).endswith("manifest.json"):
+            raise OSError("disk full")
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(deepbow.fileio, "atomic_open", failing)
+    again.delete([5])
+    with pytest.raises(OSError):
+        again.commit(saved)
+    monkeypatch.undo()
+    last = InvertedIndex.load(saved, verify=True)
+    assert len(last.deleted) == 2
 
 
 def test_missing_index(tmp_path):

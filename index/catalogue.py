@@ -1,0 +1,353 @@
+"""A searchable product catalogue: a DeepBoW model + an inverted index + the items themselves.
+
+Takes text, returns hits. The directory holds the index (see index.inverted) plus, per segment,
+the items as JSONL with a byte-offset array (a hit's title is read on demand, nothing is parsed
+at load), the item ids, and filter bitmaps for each string field (field=value → docs), stored
+as serialized roaring bitmaps. The manifest records the model id: opening with another model
+is refused, since its term ids and weights would not match.
+
+Scores are the index's integer scores times the two scales, the same numbers `deepbow score` and
+`deepbow explain` compute for a pair; `explain` here reads the title weights from the postings,
+so it always agrees with the ranking.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pyroaring import BitMap
+
+from deepbow.errors import InputError
+from deepbow.fileio import atomic_open
+from deepbow.sparse import SparseVector
+from index.inverted import IndexFileError, InvertedIndex, Segment, dir_lock
+
+FILTER_MAX_LEN = 64
+INDEX_BATCH = 2048
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    title: str
+    fields: dict
+    matched: list[tuple[str, float]] = field(default_factory=list)  # (word, contribution)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "score": self.score, "title": self.title, **self.fields,
+                "matched": [{"word": w, "contribution": c} for w, c in self.matched]}
+
+
+def item_filters(item: dict) -> list[tuple[str, str]]:
+    """(field, value) pairs a filter can select on: short string fields and lists of them."""
+    out = []
+    for k, v in item.items():
+        if k in ("id", "title"):
+            continue
+        vals = v if isinstance(v, list) else [v]
+        out += [(k, x) for x in vals if isinstance(x, str) and 0 < len(x) <= FILTER_MAX_LEN]
+    return out
+
+
+class SegmentStore:
+    """Items, ids and filter bitmaps of one segment (files named seg-<uid>.*)."""
+
+    def __init__(self, folder: Path, uid: str) -> None:
+        self.folder, self.uid = folder, uid
+        self._offsets: np.ndarray | None = None
+        self._filters: dict | None = None
+        self._ids: list[str] | None = None
+
+    def names(self) -> list[str]:
+        return [f"seg-{self.uid}.items.jsonl", f"seg-{self.uid}.offsets.npy",
+                f"seg-{self.uid}.filters.json"]
+
+    @staticmethod
+    def write(folder: Path, uid: str, items: Sequence[dict]) -> None:
+        offsets = np.zeros(len(items) + 1, np.int64)
+        filters: dict[str, dict[str, BitMap]] = {}
+        with atomic_open(folder / f"seg-{uid}.items.jsonl", "wb") as fh:
+            pos = 0
+            for i, it in enumerate(items):
+                line = (json.dumps(it, ensure_ascii=False) + "\n").encode("utf-8")
+                fh.write(line)
+                pos += len(line)
+                offsets[i + 1] = pos
+                for f, v in item_filters(it):
+                    filters.setdefault(f, {}).setdefault(v, BitMap()).add(i)
+        with atomic_open(folder / f"seg-{uid}.offsets.npy", "wb") as fh:
+            np.save(fh, offsets)
+        ser = {f: {v: bm.serialize().hex() for v, bm in vals.items()}
+               for f, vals in filters.items()}
+        with atomic_open(folder / f"seg-{uid}.filters.json") as fh:
+            json.dump(ser, fh, ensure_ascii=False)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        if self._offsets is None:
+            self._offsets = np.load(self.folder / f"seg-{self.uid}.offsets.npy", mmap_mode="r")
+        return self._offsets
+
+    def item(self, local: int) -> dict:
+        a, b = int(self.offsets[local]), int(self.offsets[local + 1])
+        with open(self.folder / f"seg-{self.uid}.items.jsonl", "rb") as fh:
+            fh.seek(a)
+            return json.loads(fh.read(b - a))
+
+    def items(self) -> list[dict]:
+        with open(self.folder / f"seg-{self.uid}.items.jsonl", encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh]
+
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = [it["id"] for it in self.items()]
+        return self._ids
+
+    def filter(self, fname: str, value: str) -> BitMap:
+        if self._filters is None:
+            with open(self.folder / f"seg-{self.uid}.filters.json", encoding="utf-8") as fh:
+                self._filters = json.load(fh)
+        hexed = self._filters.get(fname, {}).get(value)
+        return BitMap.deserialize(bytes.fromhex(hexed)) if hexed else BitMap()
+
+    def fields(self) -> set[str]:
+        self.filter("", "")
+        return set(self._filters or {})
+
+
+class Catalogue:
+    def __init__(self, path: Path, index: InvertedIndex, model) -> None:
+        self.path = Path(path)
+        self.index = index
+        self.model = model
+        self.stores = {s.uid: SegmentStore(self.path, s.uid) for s in index.segments}
+        self._id_map: dict[str, int] | None = None
+
+    # -- building and opening ---------------------------------------------------------------
+    @classmethod
+    def build(cls, model, items: Iterable[dict], out: str | Path, overwrite: bool = False,
+              batch_size: int = INDEX_BATCH, progress: Callable[[int], None] | None = None
+              ) -> Catalogue:
+        """Encode every title and write a new index directory (temp dir, then rename)."""
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise IndexFileError(f"{out} exists: refusing to overwrite it (use --overwrite)")
+        items = validate_items(items)
+        codes = encode_items(model, items, batch_size, progress)
+        index = InvertedIndex.from_csr(codes, scale=model.scales["title"])
+        index.meta = {"model_id": model.model_id}
+        import shutil
+        import tempfile
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            uid = index.segments[0].uid
+            SegmentStore.write(tmp, uid, items)
+            index.write_into(tmp, {"files": SegmentStore(tmp, uid).names()})
+            from index.inverted import replace_dir
+
+            replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(out, model)
+
+    @classmethod
+    def open(cls, path: str | Path, model=None, mmap: bool = True,
+             verify: bool = False) -> Catalogue:
+        """Open an index directory; `model` defaults to the shipped one and must match."""
+        import deepbow
+
+        path = Path(path)
+        index = InvertedIndex.load(path, mmap=mmap, verify=verify)
+        model = model or deepbow.load()
+        want = index.meta.get("model_id")
+        if want != model.model_id:
+            raise IndexFileError(f"{path}: built with model {want}, but the model given is "
+                                 f"{model.model_id}; rebuild the index or pass --model")
+        if index.n_terms != model.vocab.size:
+            raise IndexFileError(f"{path}: {index.n_terms} terms, the model has "
+                                 f"{model.vocab.size}")
+        return cls(path, index, model)
+
+    # -- live changes -----------------------------------------------------------------------
+    def id_map(self) -> dict[str, int]:
+        if self._id_map is None:
+            m: dict[str, int] = {}
+            for seg in self.index.segments:
+                for i, x in enumerate(self.stores[seg.uid].ids()):
+                    if seg.doc_base + i not in self.index.deleted:
+                        m[x] = seg.doc_base + i
+            self._id_map = m
+        return self._id_map
+
+    def add(self, items: Iterable[dict], progress=None, replace: bool = False) -> int:
+        """Add items; an id already present is refused unless `replace` (that is update)."""
+        items = validate_items(items)
+        with dir_lock(self.path):
+            ids = self.id_map()
+            clash = [it["id"] for it in items if it["id"] in ids]
+            if clash and not replace:
+                raise InputError(f"ids already in the index: {clash[:5]} (use update)")
+            if clash:
+                self.index.delete([ids[x] for x in clash])
+            codes = encode_items(self.model, items, INDEX_BATCH, progress)
+            nums = self.index.add(codes)
+            if len(nums):
+                uid = self.index.segments[-1].uid
+                SegmentStore.write(self.path, uid, items)
+                self.stores[uid] = SegmentStore(self.path, uid)
+                for it, n in zip(items, nums.tolist(), strict=True):
+                    ids[it["id"]] = n
+            self._write_manifest()
+        return len(items)
+
+    def update(self, items: Iterable[dict], progress=None) -> int:
+        return self.add(items, progress, replace=True)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        with dir_lock(self.path):
+            m = self.id_map()
+            unknown = [x for x in ids if x not in m]
+            if unknown:
+                raise InputError(f"unknown ids: {unknown[:5]}")
+            self.index.delete([m.pop(x) for x in ids])
+            self._write_manifest()
+        return len(ids)
+
+    def compact(self) -> None:
+        """Fold segments and deletions into one segment (no re-encoding)."""
+        with dir_lock(self.path):
+            alive = [it for seg in self.index.segments
+                     for i, it in enumerate(self.stores[seg.uid].items())
+                     if seg.doc_base + i not in self.index.deleted]
+            self.index.compact()
+            uid = self.index.segments[0].uid
+            SegmentStore.write(self.path, uid, alive)
+            self.stores = {uid: SegmentStore(self.path, uid)}
+            self._id_map = None
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        names = [n for s in self.index.segments for n in self.stores[s.uid].names()]
+        self.index.write_into(self.path, {"files": names})
+
+    # -- search -----------------------------------------------------------------------------
+    def filter_bitmap(self, filters: dict[str, Sequence[str]] | None) -> BitMap | None:
+        """AND across fields, OR within a field's values."""
+        if not filters:
+            return None
+        result: BitMap | None = None
+        for fname, values in filters.items():
+            bm = BitMap()
+            for seg in self.index.segments:
+                store = self.stores[seg.uid]
+                for v in values:
+                    bm |= store.filter(fname, v).shift(seg.doc_base)
+            result = bm if result is None else result & bm
+        return result
+
+    def search(self, query: str, k: int = 10, filters: dict | None = None,
+               matched_words: int = 3) -> list[Hit]:
+        return self.batch_search([query], k, filters, matched_words)[0]
+
+    def batch_search(self, queries: Sequence[str], k: int = 10, filters: dict | None = None,
+                     matched_words: int = 3, progress=None) -> list[list[Hit]]:
+        mask = self.index.mask_for(self.filter_bitmap(filters))
+        qvecs = self.model.encode(list(queries), "query")
+        out = []
+        for qv in qvecs:
+            docs, ints = self.index.search_codes(qv.ids, qv.codes, k, mask=mask)
+            out.append([self._hit(qv, int(d), int(s), matched_words)
+                        for d, s in zip(docs, ints, strict=True)])
+            if progress is not None:
+                progress(1)
+        return out
+
+    def _locate(self, doc: int) -> tuple[Segment, int]:
+        for seg in self.index.segments:
+            if seg.doc_base <= doc < seg.doc_base + seg.n_docs:
+                return seg, doc - seg.doc_base
+        raise KeyError(doc)
+
+    def doc_codes(self, doc: int, term_ids: np.ndarray) -> np.ndarray:
+        """The stored title codes of `doc` for the given terms (0 where absent)."""
+        seg, local = self._locate(doc)
+        out = np.zeros(len(term_ids), np.int64)
+        for j, t in enumerate(np.asarray(term_ids).tolist()):
+            if 0 <= t < self.index.n_terms:
+                a, b = int(seg.indptr[t]), int(seg.indptr[t + 1])
+                p = a + int(np.searchsorted(seg.docs[a:b], local))
+                if p < b and seg.docs[p] == local:
+                    out[j] = seg.impacts[p]
+        return out
+
+    def _hit(self, qv: SparseVector, doc: int, score_int: int, n_words: int) -> Hit:
+        seg, local = self._locate(doc)
+        item = self.stores[seg.uid].item(local)
+        scale = qv.scale * self.index.scale
+        contrib = qv.codes.astype(np.int64) * self.doc_codes(doc, qv.ids)
+        order = np.argsort(-contrib, kind="stable")[:n_words]
+        matched = [(qv.words[i], float(contrib[i] * scale)) for i in order if contrib[i] > 0]
+        fields = {k: v for k, v in item.items() if k not in ("id", "title")}
+        return Hit(item["id"], score_int * scale, item["title"], fields, matched)
+
+    def explain(self, query: str, item_id: str):
+        """The query–item score as the index computes it, word by word."""
+        from deepbow.encoder import Explanation, MatchRow
+
+        doc = self.id_map().get(item_id)
+        if doc is None:
+            raise InputError(f"unknown id {item_id!r}")
+        qv = self.model.encode([query], "query")[0]
+        dcodes = self.doc_codes(doc, qv.ids)
+        scale = qv.scale * self.index.scale
+        seg, local = self._locate(doc)
+        item = self.stores[seg.uid].item(local)
+        rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * self.index.scale),
+                         float(qv.codes[i] * dcodes[i] * scale), bool(qv.expanded[i]), False)
+                for i in np.nonzero(dcodes)[0]]
+        rows.sort(key=lambda r: -r.contribution)
+        score = int(np.dot(qv.codes.astype(np.int64), dcodes)) * scale
+        return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
+                           qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
+
+    def stats(self) -> dict:
+        st = self.index.stats()
+        disk = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return {**st, "bytes_on_disk": disk, "model_id": self.index.meta.get("model_id"),
+                "filter_fields": sorted(set().union(*(s.fields() for s in self.stores.values())))}
+
+
+def validate_items(items: Iterable[dict]) -> list[dict]:
+    out, seen = [], set()
+    for n, it in enumerate(items):
+        if not isinstance(it, dict) or not isinstance(it.get("title"), str) or "id" not in it:
+            raise InputError(f'item {n}: needs "id" and a string "title"')
+        it = {**it, "id": str(it["id"])}
+        if it["id"] in seen:
+            raise InputError(f"item {n}: duplicate id {it['id']!r}")
+        seen.add(it["id"])
+        out.append(it)
+    return out
+
+
+def encode_items(model, items: Sequence[dict], batch_size: int, progress=None):
+    from scipy import sparse
+
+    parts = []
+    for a in range(0, len(items), batch_size):
+        chunk = items[a:a + batch_size]
+        parts.append(model.encode_csr([it["title"] for it in chunk], batch_size=256))
+        if progress is not None:
+            progress(len(chunk))
+    if not parts:
+        return sparse.csr_matrix((0, model.vocab.size), dtype=np.uint8)
+    return sparse.vstack(parts, format="csr").astype(np.uint8)
