@@ -1,0 +1,65 @@
+"""Pair generation and parsing rules (no shared data needed)."""
+
+import pytest
+
+from deepbow.datasets import (
+    Pair,
+    TaggedTitle,
+    decode_spans,
+    ecommerce_pairs,
+    is_hard_negative,
+    read_ner,
+    read_pairs,
+    split_of,
+)
+from deepbow.errors import InputError
+
+
+def test_decode_bio_and_bioes():
+    chars = list("华为手机壳包邮")
+    assert decode_spans(chars, ["B-HPPX", "I-HPPX", "B-HCCX", "I-HCCX", "I-HCCX", "O", "O"]) == \
+        [("brand", "华为"), ("product", "手机壳")]
+    assert decode_spans(chars, ["B-HP", "E-HP", "B-HC", "I-HC", "E-HC", "S-HC", "O"]) == \
+        [("brand", "华为"), ("product", "手机壳"), ("product", "包")]
+    # a stray I- starts a new span rather than being dropped
+    assert decode_spans(list("手机"), ["I-HCCX", "I-HCCX"]) == [("product", "手机")]
+
+
+def test_read_ner_names_a_bad_line(tmp_path):
+    (tmp_path / "x.txt").write_text("华 B-HPPX\n为 I-HPPX\n\n手B-HCCX\n", encoding="utf-8")
+    with pytest.raises(InputError, match="x.txt:4"):
+        read_ner(tmp_path / "x.txt")
+
+
+def test_head_final_hard_negatives():
+    assert is_hard_negative("手机", "华为手机壳防摔", {"手机壳"})
+    assert not is_hard_negative("手机", "智能手机 老人机", {"智能手机"})  # a kind of 手机
+    assert not is_hard_negative("手机", "手机壳 送手机支架", {"手机壳"})  # 手机 outside it too
+    assert not is_hard_negative("手机", "手机壳", {"手机壳", "手机"})
+
+
+def test_ecommerce_pair_labels():
+    titles = [TaggedTitle("华为手机正品", [("brand", "华为"), ("product", "手机")]),
+              TaggedTitle("小米手机新款", [("brand", "小米"), ("product", "手机")]),
+              TaggedTitle("华为手机壳", [("brand", "华为"), ("product", "手机壳")]),
+              TaggedTitle("罗技鼠标", [("brand", "罗技"), ("product", "鼠标")]),
+              TaggedTitle("雷蛇鼠标", [("brand", "雷蛇"), ("product", "鼠标")])]
+    pairs = ecommerce_pairs(titles, n_random=4)
+    got = {(p.query.replace(" ", ""), p.title): (p.label, p.kind) for p in pairs}
+    assert got[("手机", "华为手机正品")] == (2, "ecom")
+    assert got[("手机", "华为手机壳")] == (0, "ecom-hard")
+    assert got.get(("华为手机", "小米手机新款"), (1, "ecom-brand")) == (1, "ecom-brand")
+    assert all(p.label in (0, 1, 2) for p in pairs)
+
+
+def test_split_is_stable_and_query_disjoint():
+    assert split_of("华为手机") == split_of(" 华为手机 ")  # normalised
+    assert 0 <= split_of("x") < 100
+
+
+def test_read_pairs_errors(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"query": "a", "title": "b", "label": "x"}\n')
+    with pytest.raises(InputError, match="p.jsonl:1: label 'x'"):
+        list(read_pairs(tmp_path / "p.jsonl"))
+    (tmp_path / "p.jsonl").write_text('{"query": "a", "title": "b", "label": "2"}\n')
+    assert list(read_pairs(tmp_path / "p.jsonl")) == [Pair("a", "b", 2, "")]

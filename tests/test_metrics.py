@@ -1,0 +1,53 @@
+"""Metrics pinned on hand-made cases, and the thresholds search against brute force."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from deepbow.metrics import accuracy, auc, best_thresholds, hard_negative_rate, macro_f1, ndcg_at_k
+
+
+def test_auc():
+    assert auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert auc([1, 1, 1], [0, 1, 1]) == 0.5  # ties count one half
+    assert np.isnan(auc([1, 2], [1, 1]))
+
+
+def test_ndcg_perfect_worst_and_ties():
+    q = ["a"] * 3 + ["b"] * 2
+    y = [2, 0, 1, 0, 0]  # query b has no relevant title and is skipped
+    assert ndcg_at_k(q, [3, 1, 2, 0, 0], y) == pytest.approx(1.0)
+    worst = ndcg_at_k(q, [1, 3, 2, 0, 0], y)
+    assert worst < 1.0
+    assert ndcg_at_k(q, [1, 1, 1, 0, 0], y) == pytest.approx(worst)  # ties: worst order
+
+
+def test_f1_and_accuracy():
+    gold = [0, 0, 1, 1, 2, 2]
+    pred = [0, 1, 1, 1, 2, 0]
+    # per class F1: 0: p=1/2 r=1/2; 1: p=2/3 r=1; 2: p=1 r=1/2
+    want = np.mean([0.5, 0.8, 2 / 3])
+    assert macro_f1(pred, gold) == pytest.approx(want)
+    assert accuracy(pred, gold) == pytest.approx(4 / 6)
+
+
+def test_best_thresholds_is_optimal_on_small_data():
+    rng = np.random.default_rng(0)
+    s = rng.random(40)
+    y = np.clip((s * 3 + rng.normal(0, 0.6, 40)).astype(int), 0, 2)
+    t1, t2 = best_thresholds(s, y, n_candidates=1000)
+    got = macro_f1(np.digitize(s, (t1, t2)), y)
+    cands = np.concatenate([np.sort(s), [np.inf]])
+    brute = max(macro_f1(np.digitize(s, (a, b)), y)
+                for a, b in itertools.combinations_with_replacement(cands, 2))
+    assert got == pytest.approx(brute)
+
+
+def test_hard_negative_rate():
+    q = ["a", "a", "a", "b", "b"]
+    s = [0.9, 0.5, 0.6, 0.2, 0.1]
+    y = [2, 2, 0, 2, 0]
+    kinds = ["ecom", "ecom", "ecom-hard", "ecom", "ecom-hard"]
+    strict, pairwise, n = hard_negative_rate(q, s, y, kinds)
+    assert n == 2 and strict == 0.5 and pairwise == pytest.approx(2 / 3)
