@@ -473,32 +473,41 @@ def data_prepare(out_dir, data_dir):
 
 @main.command()
 @click.option("--catalogue", type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              default=None, help="JSONL {id, title}; default: data/sample_catalogue.jsonl.")
+              default=None, help="JSONL {id, title, ...}; default: data/sample_catalogue.jsonl.")
 @click.option("-k", "k", type=int, default=3, show_default=True)
 @click.argument("queries", nargs=-1)
 @model_option
 @handle_errors
 def demo(catalogue, k, queries, model_path):
-    """Rank the sample catalogue for a few queries with the shipped model."""
-    import numpy as np
+    """Index the sample catalogue with the shipped model and search a few queries."""
+    import tempfile
 
     import deepbow
     from deepbow.catalogue import read_catalogue
-    from deepbow.sparse import dot, matched
+    from deepbow.encoder import LABEL_NAMES
+    from index.catalogue import Catalogue
 
     model = load_model(model_path)
-    items = read_catalogue(catalogue or deepbow.DATA_DIR / "sample_catalogue.jsonl")
-    vecs = model.encode([it["title"] for it in items], "title")
-    for q in queries or ("手机", "华为手机", "连衣裙 韩版", "鼠标", "儿童玩具"):
-        qv = model.encode([q], "query")[0]
-        scores = np.array([dot(qv, v) for v in vecs])
-        click.echo(f"\nquery: {q}   (model words: "
-                   + ", ".join(f"{w} {x:.2f}" for w, x, _ in qv.top(5)) + ")")
-        for rank, i in enumerate(np.argsort(-scores, kind="stable")[:k], 1):
-            qi, _, contrib = matched(qv, vecs[i])
-            words = ", ".join(f"{qv.words[a]}" for a in qi[np.argsort(-contrib)][:3])
-            lab = int(model.label([scores[i]])[0])
-            click.echo(f"  {rank}. {scores[i]:.3f} [{lab}] {items[i]['title'][:40]}  ← {words}")
+    path = catalogue or deepbow.DATA_DIR / "sample_catalogue.jsonl"
+    items = read_catalogue(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        cat = Catalogue.build(model, items, Path(tmp) / "index")
+        click.echo(f"indexed {len(items)} products from {path} with model {model.model_id}")
+        for q in queries or ("手机", "华为手机", "连衣裙 韩版", "鼠标", "儿童玩具"):
+            qv = model.encode([q], "query")[0]
+            click.echo(f"\nquery: {q}   (query words: "
+                       + ", ".join(f"{w} {x:.2f}{'+' if e else ''}" for w, x, e in qv.top(5))
+                       + ")")
+            hits = cat.search(q, k)
+            if not hits:
+                click.echo("  no matching products")
+            for rank, h in enumerate(hits, 1):
+                lab = int(model.label([h.score])[0])
+                words = ", ".join(f"{w} {c:.2f}" for w, c in h.matched)
+                click.echo(f"  {rank}. {h.score:6.3f} {LABEL_NAMES[lab]:<15} {h.title[:34]}"
+                           f"  ← {words}")
+    click.echo("\nnext: deepbow explain QUERY TITLE; deepbow index build CATALOGUE --out DIR; "
+               "deepbow search DIR QUERY")
 
 
 if __name__ == "__main__":

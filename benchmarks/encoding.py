@@ -1,0 +1,64 @@
+"""Encoding speed of the shipped model: query latency on one thread, title throughput.
+
+    python benchmarks/encoding.py [--model DIR] [--titles 5000] [--queries 1000]
+
+Queries are real e-commerce queries (Multi-CPR dev), titles real Taobao titles (NER dev),
+from ../shared/data (or $DEEPBOW_DATA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--titles", type=int, default=5000)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=2, help="threads for title encoding")
+    args = ap.parse_args()
+    import torch
+
+    import deepbow
+    from deepbow.datasets import ner_titles, shared_data_dir
+
+    model = deepbow.load(args.model)
+    d = shared_data_dir()
+    with open(d / "multicpr_ecom/dev.query.txt", encoding="utf-8") as fh:
+        queries = [line.rstrip("\n").split("\t", 1)[-1] for line in fh][: args.queries]
+    base = [t.text for t in ner_titles("dev")]
+    titles = (base * (args.titles // len(base) + 1))[: args.titles]
+
+    torch.set_num_threads(1)
+    model.encode(queries[:20], "query")
+    lat = []
+    for q in queries:
+        a = time.perf_counter()
+        model.encode([q], "query")
+        lat.append(time.perf_counter() - a)
+    lat_ms = np.array(lat) * 1000
+    print(f"query encoding, 1 thread, {len(queries)} queries: p50 {np.percentile(lat_ms, 50):.2f} "
+          f"ms, p90 {np.percentile(lat_ms, 90):.2f} ms, p99 {np.percentile(lat_ms, 99):.2f} ms")
+
+    torch.set_num_threads(args.threads)
+    model.encode(titles[:256], "title")
+    a = time.perf_counter()
+    vecs = model.encode(titles, "title", batch_size=256)
+    dt = time.perf_counter() - a
+    n_terms = np.array([len(v) for v in vecs])
+    n_exp = np.array([int(v.expanded.sum()) for v in vecs])
+    qv = model.encode(queries, "query")
+    print(f"title encoding, {args.threads} threads, {len(titles)} titles: {len(titles) / dt:.0f} "
+          f"titles/s")
+    print(f"sparsity: {n_terms.mean():.1f} words per title ({n_exp.mean():.1f} from expansion), "
+          f"{np.mean([len(v) for v in qv]):.1f} per query "
+          f"({np.mean([int(v.expanded.sum()) for v in qv]):.1f} from expansion); "
+          f"vocabulary {model.vocab.size}")
+
+
+if __name__ == "__main__":
+    main()
