@@ -1,0 +1,67 @@
+"""The shipped default model: it loads, the demo runs, and its metrics on a fixed held-out
+slice stay where they were measured (regression pins; update them with the model)."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import deepbow
+from cli.main import main
+
+MODEL = deepbow.default_model_path()
+needs_model = pytest.mark.skipif(not (MODEL / "manifest.json").is_file(),
+                                 reason="no shipped model in data/models/deepbow-default")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return deepbow.load()
+
+
+@needs_model
+def test_loads_and_encodes(model):
+    q, t = model.encode(["华为手机"], "query")[0], model.encode(["华为手机"], "title")[0]
+    assert 0 < len(q) <= 40 and 0 < len(t) <= 40
+    assert "华为" in q.words
+    assert model.thresholds[0] < model.thresholds[1]
+
+
+@needs_model
+def test_demo_runs():
+    r = CliRunner().invoke(main, ["demo", "鼠标"], catch_exceptions=False)
+    assert r.exit_code == 0
+    assert "indexed 300 products" in r.output and "1." in r.output
+
+
+@needs_model
+def test_product_word_inside_another_product_ranks_lower(model):
+    s = model.score("鼠标", ["罗技无线鼠标 静音办公", "超大鼠标垫 加厚锁边桌垫"])
+    assert s[0] > s[1]
+    s = model.score("手机", ["华为mate60 5g手机 官方正品", "手机壳 适用华为mate60 防摔"])
+    assert s[0] > s[1]
+
+
+def shared_or_skip():
+    from deepbow.datasets import shared_data_dir
+    from deepbow.errors import InputError
+
+    try:
+        return shared_data_dir()
+    except InputError:
+        pytest.skip("../shared/data not present")
+
+
+@needs_model
+def test_pinned_metrics_on_ecom_dev_slice(model):
+    from deepbow.datasets import ecommerce_pairs, ner_titles
+    from deepbow.metrics import auc
+
+    d = shared_or_skip()
+    pairs = ecommerce_pairs(ner_titles("dev", d), seed=1)[:2000]
+    s = model.score_pairs([(p.query, p.title) for p in pairs])
+    y = np.array([p.label for p in pairs])
+    assert auc(s, y >= 1) == pytest.approx(PINNED["ecom_auc_ge1"], abs=0.002)
+    assert auc(s, y == 2) == pytest.approx(PINNED["ecom_auc_eq2"], abs=0.002)
+
+
+PINNED = {"ecom_auc_ge1": 0.0, "ecom_auc_eq2": 0.0}  # set from the shipped model
