@@ -52,16 +52,28 @@ class Progress:
     unless forced; the library itself never prints."""
 
     def __init__(self, total: int | None, label: str, enabled: bool | None = None) -> None:
+        import time
+
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self.bar = None
+        self.done = 0
+        self.start = time.perf_counter()
         if self.enabled:
             self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
-                                         show_eta=True, show_pos=True)
+                                         show_eta=True, show_pos=True,
+                                         item_show_func=self._rate)
             self.bar.__enter__()
 
+    def _rate(self, _item) -> str:
+        import time
+
+        dt = time.perf_counter() - self.start
+        return f"{self.done / dt:,.0f}/s" if dt > 0 and self.done else ""
+
     def __call__(self, n: int) -> None:
+        self.done += n
         if self.bar is not None:
-            self.bar.update(n)
+            self.bar.update(n, current_item=self.done)
 
     def close(self) -> None:
         if self.bar is not None:
