@@ -302,6 +302,14 @@ def index_build(catalogue, out_dir, overwrite, model_path):
                err=True)
 
 
+def add_items(index_dir: Path, catalogue: Path, model_path: Path | None, replace: bool) -> None:
+    from deepbow.catalogue import read_catalogue
+
+    items = read_catalogue(catalogue)
+    n = open_catalogue(index_dir, model_path).add(items, replace=replace)
+    click.echo(f"{'updated' if replace else 'added'} {n} items", err=True)
+
+
 @index_group.command("add")
 @index_dir
 @catalogue_file
@@ -309,10 +317,7 @@ def index_build(catalogue, out_dir, overwrite, model_path):
 @handle_errors
 def index_add(index_dir, catalogue, model_path):
     """Add the items of CATALOGUE (new ids only)."""
-    from deepbow.catalogue import read_catalogue
-
-    n = open_catalogue(index_dir, model_path).add(read_catalogue(catalogue))
-    click.echo(f"added {n} items", err=True)
+    add_items(index_dir, catalogue, model_path, replace=False)
 
 
 @index_group.command("update")
@@ -322,10 +327,7 @@ def index_add(index_dir, catalogue, model_path):
 @handle_errors
 def index_update(index_dir, catalogue, model_path):
     """Replace (or add) the items of CATALOGUE by id."""
-    from deepbow.catalogue import read_catalogue
-
-    n = open_catalogue(index_dir, model_path).update(read_catalogue(catalogue))
-    click.echo(f"updated {n} items", err=True)
+    add_items(index_dir, catalogue, model_path, replace=True)
 
 
 @index_group.command("delete")

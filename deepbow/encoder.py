@@ -70,7 +70,8 @@ class DeepBoW:
     def load(cls, path: str | Path, verify: bool = True) -> DeepBoW:
         import torch
 
-        from deepbow.model import DeepBoWNet, NetConfig
+        from deepbow.config import NetConfig
+        from deepbow.model import DeepBoWNet
 
         manifest, arrays, terms, chars, user_words = load_model_dir(path, verify)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -45,3 +46,25 @@ def sha256_file(path: str | Path) -> str:
 
 def write_stream(fh: IO[str], line: str) -> None:
     fh.write(line)
+
+
+def read_manifest(path: str | Path, fmt: str, version: int, what: str,
+                  error: type[Exception]) -> dict:
+    """Read `path/manifest.json` and check its format and version; errors name the problem."""
+    path = Path(path)
+    mpath = path / "manifest.json"
+    if not path.is_dir():
+        raise error(f"{path}: no {what} directory there")
+    if not mpath.is_file():
+        raise error(f"{path}: not a deepbow {what} (no manifest.json)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{mpath}: corrupt manifest ({e})") from None
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found != fmt:
+        raise error(f"{mpath}: format is {found!r}, expected {fmt!r}")
+    if manifest.get("format_version") != version:
+        raise error(f"{mpath}: format_version {manifest.get('format_version')!r} is not "
+                    f"supported (this deepbow reads version {version})")
+    return manifest

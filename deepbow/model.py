@@ -22,31 +22,12 @@ The ordinal head maps a score s to 3 grades: P(y ≥ 1) = σ(a s − b1), P(y �
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-@dataclass
-class NetConfig:
-    n_chars: int
-    n_terms: int
-    n_buckets: int
-    dim: int = 128
-    layers: int = 2
-    heads: int = 4
-    ff: int = 256
-    dropout: float = 0.0
-    max_chars: int = 64
-    max_words: int = 40
-    expansion_k: int = 16  # expansion terms kept per text (0 = term weighting only)
-    expansion_vocab: int = 8192  # expansion reaches term ids 1..expansion_vocab-1
-    char_bigrams: bool = False  # Chinese character bigrams are terms too
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from deepbow.config import NetConfig
 
 
 class DeepBoWNet(nn.Module):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepbow import fileio
 from deepbow.errors import ModelFileError
 from deepbow.fileio import sha256_file
 
@@ -72,23 +73,7 @@ def save_model_dir(path: str | Path, state: dict[str, np.ndarray], terms: list[s
 
 
 def read_manifest(path: str | Path) -> dict:
-    path = Path(path)
-    mpath = path / "manifest.json"
-    if not path.is_dir():
-        raise ModelFileError(f"{path}: no model directory there")
-    if not mpath.is_file():
-        raise ModelFileError(f"{path}: not a deepbow model (no manifest.json)")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{mpath}: corrupt manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelFileError(f"{mpath}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
-    ver = manifest.get("format_version")
-    if ver != FORMAT_VERSION:
-        raise ModelFileError(f"{mpath}: format_version {ver!r} is not supported "
-                             f"(this deepbow reads version {FORMAT_VERSION})")
-    return manifest
+    return fileio.read_manifest(path, FORMAT, FORMAT_VERSION, "model", ModelFileError)
 
 
 def load_model_dir(path: str | Path, verify: bool = True):

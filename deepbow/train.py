@@ -11,83 +11,17 @@ from __future__ import annotations
 import json
 import random
 import time
-import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from deepbow.config import TrainConfig
 from deepbow.datasets import Pair
 from deepbow.metrics import auc, best_thresholds, macro_f1
 from deepbow.text import Segmenter, normalize
 from deepbow.vocab import Vocabulary
-
-
-@dataclass
-class VocabConfig:
-    max_words: int = 40_000
-    min_word_count: int = 2
-    max_phrases: int = 10_000
-    min_phrase_count: int = 5
-    n_buckets: int = 8192
-    max_char_bigrams: int = 0
-    min_char_bigram_count: int = 5
-
-
-@dataclass
-class NetParams:
-    dim: int = 128
-    layers: int = 2
-    heads: int = 4
-    ff: int = 256
-    dropout: float = 0.0
-    max_chars: int = 64
-    max_words: int = 40
-    expansion_k: int = 16
-    expansion_vocab: int = 8192
-    char_bigrams: bool = False
-
-
-@dataclass
-class TrainParams:
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    flops_weight: float = 1e-3
-    seed: int = 0
-    threads: int = 2
-    time_budget_minutes: float = 55.0
-    calibrate_on: str = "qbqtc"  # "qbqtc" or "all": which validation pairs set the thresholds
-
-
-@dataclass
-class TrainConfig:
-    vocab: VocabConfig = field(default_factory=VocabConfig)
-    net: NetParams = field(default_factory=NetParams)
-    train: TrainParams = field(default_factory=TrainParams)
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> TrainConfig:
-        from deepbow.errors import InputError
-
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise InputError(f"{path}: cannot read config ({e})") from None
-        parts = {}
-        for name, klass in (("vocab", VocabConfig), ("net", NetParams), ("train", TrainParams)):
-            section = raw.get(name, {})
-            known = {f.name for f in fields(klass)}
-            unknown = set(section) - known
-            if unknown:
-                raise InputError(f"{path}: unknown keys in [{name}]: {sorted(unknown)}")
-            parts[name] = klass(**section)
-        return cls(**parts)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _set_seed(seed: int) -> None:
@@ -104,9 +38,10 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     """Build the vocabulary, train, pick the best epoch on validation, calibrate thresholds."""
     import torch
 
+    from deepbow.config import NetConfig
     from deepbow.encoder import DeepBoW
     from deepbow.featurize import Featurizer
-    from deepbow.model import DeepBoWNet, NetConfig
+    from deepbow.model import DeepBoWNet
 
     tp = cfg.train
     _set_seed(tp.seed)

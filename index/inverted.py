@@ -391,22 +391,9 @@ def replace_dir(tmp: Path, path: Path) -> None:
 
 
 def read_index_manifest(path: Path) -> dict:
-    mpath = path / "manifest.json"
-    if not path.is_dir():
-        raise IndexFileError(f"{path}: no index directory there")
-    if not mpath.is_file():
-        raise IndexFileError(f"{path}: not a deepbow index (no manifest.json)")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise IndexFileError(f"{mpath}: corrupt manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexFileError(f"{mpath}: not a deepbow index (format "
-                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexFileError(f"{mpath}: format_version {manifest.get('format_version')!r} is not "
-                             f"supported (this deepbow reads version {FORMAT_VERSION})")
-    return manifest
+    from deepbow.fileio import read_manifest
+
+    return read_manifest(path, FORMAT, FORMAT_VERSION, "index", IndexFileError)
 
 
 def check_files(path: Path, manifest: dict, verify: bool) -> None:

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
+from deepbow.config import NetParams, TrainConfig, TrainParams, VocabConfig
 from deepbow.datasets import Pair
-from deepbow.train import NetParams, TrainConfig, TrainParams, VocabConfig
 
 PRODUCTS = ["手机", "手机壳", "鼠标", "鼠标垫", "连衣裙", "运动鞋", "充电宝", "耳机"]
 BRANDS = ["华为", "小米", "苹果", "耐克", "罗技", "韩都"]
