@@ -60,6 +60,9 @@ class DeepBoW:
         # quantisation steps per side (see deepbow.sparse); fitted at the end of training
         self.scales: dict[str, float] = dict(manifest.get("scales", {"query": 1e-3,
                                                                       "title": 1e-2}))
+        # "l1": query weights sum to 1, so a score is the weighted share of the query a title
+        # covers: comparable across queries (global thresholds, AUC), same ranking per query
+        self.query_norm: str = manifest.get("query_norm", "none")
 
     @property
     def model_id(self) -> str:
@@ -107,6 +110,7 @@ class DeepBoW:
         manifest["thresholds"] = list(self.thresholds)
         manifest["min_weight"] = self.min_weight
         manifest["scales"] = self.scales
+        manifest["query_norm"] = self.query_norm
         model_id = save_model_dir(path, state, self.vocab.terms, self.vocab.chars,
                                   self.segmenter.user_words, manifest)
         self.manifest = {**manifest, "model_id": model_id}
@@ -123,6 +127,7 @@ class DeepBoW:
         max_code = QUERY_MAX_CODE if side == "query" else TITLE_MAX_CODE
         out = []
         for ids, w, words, exp in self._encode_raw(texts, batch_size, progress):
+            w = self._normalize(w, side)
             codes = quantize(w, scale, max_code)
             keep = codes > 0
             out.append(SparseVector(ids[keep], codes[keep], scale,
@@ -130,12 +135,19 @@ class DeepBoW:
                                     exp[keep]))
         return out
 
+    def _normalize(self, w: np.ndarray, side: str) -> np.ndarray:
+        if side == "query" and self.query_norm == "l1" and w.sum() > 0:
+            return w / w.sum()
+        return w
+
     def fit_scales(self, texts: Sequence[str]) -> None:
-        """Set the quantisation steps so that the largest weight seen (plus 10%) gets the top
-        code; larger weights saturate."""
-        top = max((float(w.max()) for _, w, _, _ in self._encode_raw(texts) if len(w)),
-                  default=1.0)
-        self.scales = {"query": 1.1 * top / QUERY_MAX_CODE, "title": 1.1 * top / TITLE_MAX_CODE}
+        """Set each side's quantisation step so that the largest weight seen (plus 10%) gets
+        the top code; larger weights saturate."""
+        raw = [w for _, w, _, _ in self._encode_raw(texts) if len(w)]
+        top = {side: max((float(self._normalize(w, side).max()) for w in raw), default=1.0)
+               for side in ("query", "title")}
+        self.scales = {"query": 1.1 * top["query"] / QUERY_MAX_CODE,
+                       "title": 1.1 * top["title"] / TITLE_MAX_CODE}
 
     def _encode_raw(self, texts: Sequence[str], batch_size: int = 128, progress=None):
         """(term ids, float weights, words, expanded) per text, before quantisation."""

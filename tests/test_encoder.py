@@ -88,3 +88,19 @@ def test_save_load_round_trip_gives_identical_scores(tiny_model, tiny_model_dir)
                                   tiny_model.score("华为手机", titles))
     assert loaded.thresholds == tuple(tiny_model.thresholds)
     assert loaded.model_id == tiny_model.model_id
+
+
+def test_query_l1_norm_keeps_each_ranking(tiny_model):
+    titles = ["华为新款手机防摔", "罗技鼠标垫", "小米正品手机超薄", "耐克夏季运动鞋包邮"]
+    before = {q: tiny_model.score(q, titles) for q in ("华为手机", "罗技鼠标")}
+    old = (tiny_model.query_norm, dict(tiny_model.scales))
+    try:
+        tiny_model.query_norm = "l1"
+        tiny_model.fit_scales(titles + ["华为手机", "罗技鼠标"])
+        q = tiny_model.encode(["华为手机"], "query")[0]
+        assert q.weights.sum() == pytest.approx(1.0, abs=len(q) * q.scale)
+        for query, s in before.items():
+            after = tiny_model.score(query, titles)
+            assert list(np.argsort(-after, kind="stable")) == list(np.argsort(-s, kind="stable"))
+    finally:
+        tiny_model.query_norm, tiny_model.scales = old[0], old[1]
