@@ -210,6 +210,24 @@ def train(config_path, out_dir, data_dir, ):
                   log=lambda s: click.echo(f"{time.strftime('%H:%M:%S')} {s}", err=True))
 
 
+@main.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path, file_okay=False),
+              required=True, help="Model directory to recalibrate in place.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Shared data folder (default: $DEEPBOW_DATA or ../shared/data).")
+@handle_errors
+def calibrate(model_path, data_dir):
+    """Refit a model's weight scales, query normalisation and label thresholds on the
+    validation pairs (the last step of `deepbow train`), and save it in place."""
+    from deepbow.train import calibrate_default
+
+    model = load_model(model_path)
+    calibrate_default(model, data_dir, model.manifest.get("train_config", {}).get(
+        "train", {}).get("calibrate_on", "qbqtc"), log=lambda s: click.echo(s, err=True))
+    model_id = model.save(model_path)
+    click.echo(f"saved {model_path} (model id {model_id})", err=True)
+
+
 @main.command("eval")
 @click.option("--pairs", "pairs_path", type=click.Path(path_type=Path, exists=True,
                                                        dir_okay=False), required=True,

@@ -121,15 +121,38 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
             break
     net.load_state_dict(best_state)
     _round_like_saved(net)
-    model.fit_scales(sorted({t for p in valid_pairs for t in (p.query, p.title)}))
-    calib = [p for p in valid_pairs if tp.calibrate_on == "all" or p.kind == "qbqtc"] \
-        or list(valid_pairs)
-    scores = model.score_pairs([(p.query, p.title) for p in calib])
-    model.thresholds = best_thresholds(scores, [p.label for p in calib])
+    calibrate(model, valid_pairs, tp.calibrate_on, log)
     model.manifest.update({"history": history, "train_minutes": (time.time() - t0) / 60,
                            "n_train_pairs": len(train_pairs)})
-    log(f"thresholds {model.thresholds}; trained in {(time.time() - t0) / 60:.1f} min")
+    log(f"trained in {(time.time() - t0) / 60:.1f} min")
     return model
+
+
+def calibrate(model, valid_pairs: Sequence[Pair], calibrate_on: str = "qbqtc",
+              log: Callable[[str], None] = lambda s: None) -> None:
+    """Fit the quantisation scales, choose the query normalisation and the label thresholds,
+    all on validation pairs: the option with the higher AUC(label ≥ 1) on the calibration
+    pairs wins (both rank each query's titles the same), then thresholds maximise macro-F1."""
+    texts = sorted({t for p in valid_pairs for t in (p.query, p.title)})
+    calib = [p for p in valid_pairs if calibrate_on == "all" or p.kind == "qbqtc"] \
+        or list(valid_pairs)
+    labels = np.array([p.label for p in calib])
+    found = {}
+    for norm in ("none", "l1"):
+        model.query_norm = norm
+        model.fit_scales(texts)
+        scores = model.score_pairs([(p.query, p.title) for p in calib])
+        found[norm] = (auc(scores, labels >= 1), dict(model.scales), scores)
+    best = max(found, key=lambda k: found[k][0])
+    model.query_norm = best
+    model.scales = found[best][1]
+    model.thresholds = best_thresholds(found[best][2], labels)
+    model.manifest["calibration"] = {
+        "pairs": len(calib), "on": calibrate_on,
+        "auc_ge1_by_query_norm": {k: round(v[0], 4) for k, v in found.items()}}
+    log(f"calibration: query_norm={best} (valid AUC≥1 " +
+        ", ".join(f"{k} {v[0]:.4f}" for k, v in found.items()) +
+        f"), thresholds {model.thresholds}")
 
 
 def _round_like_saved(net) -> None:
@@ -186,6 +209,14 @@ def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], l
     words = {w for w in words if 2 <= len(w) <= 12}
     user = sorted(texts_containing(words, [normalize(t) for t in corpus]))
     return corpus, user
+
+
+def calibrate_default(model, data_dir: Path | None = None, calibrate_on: str = "qbqtc",
+                      log: Callable[[str], None] = lambda s: None) -> None:
+    """Re-run the calibration of a trained model on the default validation pairs."""
+    from deepbow.datasets import training_pairs
+
+    calibrate(model, training_pairs("valid", data_dir), calibrate_on, log)
 
 
 def train_default(cfg: TrainConfig, out: str | Path, data_dir: Path | None = None,
