@@ -33,6 +33,7 @@ class NetParams:
     expansion_k: int = 16  # expansion terms kept per text (0 = term weighting only)
     expansion_vocab: int = 8192  # expansion reaches term ids 1..expansion_vocab-1
     char_bigrams: bool = False  # Chinese character bigrams are terms too
+    bigram_prefix: str = ""  # "c:": bigrams get ids of their own (vocab.BIGRAM_PREFIX)
 
 
 @dataclass

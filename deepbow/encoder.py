@@ -79,7 +79,7 @@ class DeepBoW:
         manifest, arrays, terms, chars, user_words = load_model_dir(path, verify)
         try:
             cfg = NetConfig(**manifest["net"])
-            vocab = Vocabulary(terms, chars, cfg.n_buckets)
+            vocab = Vocabulary(terms, chars, cfg.n_buckets, cfg.bigram_prefix)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFileError(f"{path}: manifest does not describe a network ({e})") from None
         if vocab.n_terms != cfg.n_terms or len(chars) != cfg.n_chars:

@@ -53,7 +53,7 @@ def save_model_dir(path: str | Path, state: dict[str, np.ndarray], terms: list[s
         _write_lines(tmp / "chars.txt", chars)
         _write_lines(tmp / "userdict.txt", user_words)
         files = {f: sha256_file(tmp / f) for f in FILES}
-        model_id = "".join(files[f][:8] for f in FILES)[:16]
+        model_id = compute_model_id(files, manifest)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_id": model_id,
                     **manifest, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
@@ -72,6 +72,19 @@ def save_model_dir(path: str | Path, state: dict[str, np.ndarray], terms: list[s
     return model_id
 
 
+# manifest keys that change a text's vector: an index built under other values is invalid
+VECTOR_KEYS = ("net", "scales", "query_norm", "min_weight")
+
+
+def compute_model_id(files: dict[str, str], manifest: dict) -> str:
+    """A hash of the files and of every manifest value that changes a vector."""
+    import hashlib
+
+    blob = json.dumps({"files": files, **{k: manifest.get(k) for k in VECTOR_KEYS}},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
 def read_manifest(path: str | Path) -> dict:
     return fileio.read_manifest(path, FORMAT, FORMAT_VERSION, "model", ModelFileError)
 
@@ -81,6 +94,9 @@ def load_model_dir(path: str | Path, verify: bool = True):
     path = Path(path)
     manifest = read_manifest(path)
     files = manifest.get("files", {})
+    if verify and manifest.get("model_id") != compute_model_id(files, manifest):
+        raise ModelFileError(f"{path / 'manifest.json'}: model_id does not match its contents "
+                             f"(edited manifest?)")
     for f in FILES:
         fp = path / f
         if not fp.is_file():

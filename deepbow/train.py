@@ -49,7 +49,7 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     t0 = time.time()
     seg = Segmenter(user_words)
     vocab = Vocabulary.build((seg.words(normalize(t)) for t in corpus), user_words,
-                             **asdict(cfg.vocab))
+                             bigram_prefix=cfg.net.bigram_prefix, **asdict(cfg.vocab))
     log(f"vocabulary: {vocab.n_terms} terms + {vocab.n_buckets} buckets, "
         f"{len(vocab.chars)} chars ({time.time() - t0:.0f}s)")
     net = DeepBoWNet(NetConfig(n_chars=len(vocab.chars), n_terms=vocab.n_terms,

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 PAD, UNK, CLS, SEP = 0, 1, 2, 3
 CHAR_SPECIALS = ["<pad>", "<unk>", "<cls>", "<sep>"]
+# With a bigram prefix ("c:"), character-bigram terms live apart from words: "c:手机" (the 手机
+# inside 手机壳) is not the word 手机, so a whole-word match and a match inside another word can
+# weigh differently. Without one, a bigram shares the id of the word of that surface.
+BIGRAM_PREFIX = "c:"
 
 
 @dataclass
@@ -42,12 +46,14 @@ def _is_han(c: str) -> bool:
 
 
 class Vocabulary:
-    def __init__(self, terms: list[str], chars: list[str], n_buckets: int) -> None:
+    def __init__(self, terms: list[str], chars: list[str], n_buckets: int,
+                 bigram_prefix: str = "") -> None:
         if not terms or terms[0] != "<pad>":
             raise ValueError("terms[0] must be '<pad>'")
         self.terms = terms
         self.chars = chars
         self.n_buckets = n_buckets
+        self.bigram_prefix = bigram_prefix
         self.term_index = {t: i for i, t in enumerate(terms)}
         self.char_index = {c: i for i, c in enumerate(chars)}
 
@@ -77,7 +83,7 @@ class Vocabulary:
 
     def text_terms(self, words: list[str], chars: list[str] | None = None) -> list[TextTerm]:
         """The distinct terms of a text: its words, its known word-bigram phrases and, when
-        `chars` is given, its Chinese character bigrams (same id as a word of that surface)."""
+        `chars` is given, its Chinese character bigrams (see BIGRAM_PREFIX)."""
         found: dict[str, TextTerm] = {}
 
         def add(surface: str, term_id: int, pos: list[tuple[int, int]]) -> None:
@@ -95,7 +101,8 @@ class Vocabulary:
             if pid is not None:
                 add(ph, pid, [(0, i), (0, i + 1)])
         for bg, i in han_bigrams(chars or []):
-            add(bg, self.word_id(bg), [(1, i), (1, i + 1)])
+            term = self.bigram_prefix + bg
+            add(term, self.word_id(term), [(1, i), (1, i + 1)])
         # two different words can share a bucket: keep one entry per id
         by_id: dict[int, TextTerm] = {}
         for tt in found.values():
@@ -111,7 +118,7 @@ class Vocabulary:
               max_words: int = 40_000, min_word_count: int = 2, max_phrases: int = 10_000,
               min_phrase_count: int = 5, min_char_count: int = 2,
               n_buckets: int = 8192, max_char_bigrams: int = 0,
-              min_char_bigram_count: int = 5) -> Vocabulary:
+              min_char_bigram_count: int = 5, bigram_prefix: str = "") -> Vocabulary:
         """Count words, adjacent word pairs, character bigrams and characters."""
         wc: Counter[str] = Counter()
         pc: Counter[str] = Counter()
@@ -131,9 +138,9 @@ class Vocabulary:
         have = set(words)
         phrases = [p for p, n in pc.most_common() if n >= min_phrase_count and p not in have]
         counts = {w: wc[w] for w in words} | {p: pc[p] for p in phrases[:max_phrases]}
-        bigrams = [b for b, n in bc.most_common()
-                   if n >= min_char_bigram_count and b not in counts][:max_char_bigrams]
-        counts |= {b: bc[b] for b in bigrams}
+        bigrams = [bigram_prefix + b for b, n in bc.most_common()
+                   if n >= min_char_bigram_count and bigram_prefix + b not in counts]
+        counts |= {b: bc[b.removeprefix(bigram_prefix)] for b in bigrams[:max_char_bigrams]}
         terms = ["<pad>"] + sorted(counts, key=lambda t: (-counts[t], t))
         chars = CHAR_SPECIALS + sorted(c for c, n in cc.items() if n >= min_char_count)
-        return cls(terms, chars, n_buckets)
+        return cls(terms, chars, n_buckets, bigram_prefix)

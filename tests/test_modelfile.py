@@ -54,8 +54,11 @@ def test_corrupt_manifest(model_copy):
 
 
 def test_mismatched_network(model_copy):
+    from deepbow.modelfile import compute_model_id
+
     m = json.loads((model_copy / "manifest.json").read_text(encoding="utf-8"))
-    m["net"]["dim"] = 32
+    m["net"]["dim"] = 32  # a consistent manifest whose network the weights do not fit
+    m["model_id"] = compute_model_id(m["files"], m)
     (model_copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     with pytest.raises(ModelFileError, match="has shape"):
         deepbow.load(model_copy)
@@ -66,3 +69,11 @@ def test_save_replaces_atomically(tiny_model, model_copy):
     tiny_model.save(model_copy)
     assert set(p.name for p in model_copy.parent.iterdir()) == before  # no temp dirs left
     deepbow.load(model_copy)
+
+
+def test_edited_scales_are_refused(model_copy):
+    m = json.loads((model_copy / "manifest.json").read_text(encoding="utf-8"))
+    m["scales"]["title"] *= 2
+    (model_copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(ModelFileError, match="model_id does not match"):
+        deepbow.load(model_copy)
