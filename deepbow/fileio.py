@@ -8,7 +8,6 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 
 @contextmanager
@@ -42,10 +41,6 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def write_stream(fh: IO[str], line: str) -> None:
-    fh.write(line)
 
 
 def read_manifest(path: str | Path, fmt: str, version: int, what: str,

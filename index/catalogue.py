@@ -141,21 +141,13 @@ class Catalogue:
         codes = encode_items(model, items, batch_size, progress)
         index = InvertedIndex.from_csr(codes, scale=model.scales["title"])
         index.meta = {"model_id": model.model_id}
-        import shutil
-        import tempfile
+        uid = index.segments[0].uid
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            uid = index.segments[0].uid
-            SegmentStore.write(tmp, uid, items)
-            index.write_into(tmp, {"files": SegmentStore(tmp, uid).names()})
-            from index.inverted import replace_dir
+        def write_items(folder: Path) -> list[str]:
+            SegmentStore.write(folder, uid, items)
+            return SegmentStore(folder, uid).names()
 
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        index.save(out, overwrite=overwrite, write_extra=write_items)
         return cls.open(out, model)
 
     @classmethod

@@ -260,15 +260,19 @@ class InvertedIndex:
         return kernels.topk_ref(acc, k, self.mask_for(allowed))
 
     # -- disk -------------------------------------------------------------------------------
-    def save(self, path: str | Path, overwrite: bool = False,
-             extra: dict | None = None) -> None:
-        """Write a complete index into a temp directory beside `path`, then rename it."""
+    def save(self, path: str | Path, overwrite: bool = False, extra: dict | None = None,
+             write_extra=None) -> None:
+        """Write a complete index into a temp directory beside `path`, then rename it.
+        `write_extra(folder)` may first add files of the caller's and return their names."""
         path = Path(path)
         if path.exists() and not overwrite:
-            raise IndexFileError(f"{path} exists (use overwrite)")
+            raise IndexFileError(f"{path} exists: refusing to overwrite it (use --overwrite)")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
+            extra = dict(extra or {})
+            if write_extra is not None:
+                extra["files"] = list(extra.get("files", [])) + list(write_extra(tmp))
             self.write_into(tmp, extra)
             replace_dir(tmp, path)
         except BaseException:
