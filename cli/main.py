@@ -166,16 +166,21 @@ def score(pairs_path, out_path, batch_size, model_path):
     from deepbow.fileio import atomic_open
 
     model = load_model(model_path)
-    with open(pairs_path, "rb") as fh:
-        total = sum(1 for line in fh if line.strip())
-    bar = Progress(total, "scoring", enabled=total >= 10_000 and sys.stderr.isatty())
+    total = None
+    if sys.stderr.isatty():  # count lines only when a bar will show them
+        with open(pairs_path, "rb") as fh:
+            total = sum(1 for line in fh if line.strip())
+    bar = Progress(total, "scoring", enabled=bool(total and total >= 10_000))
     chunk: list = []
+    done = 0
 
     def flush(out):
+        nonlocal done
         scores = model.score_pairs([(p.query, p.title) for p in chunk])
         for s, lab in zip(scores.tolist(), model.label(scores).tolist(), strict=True):
             out.write(json.dumps({"score": round(s, 6), "label": lab}) + "\n")
         bar(len(chunk))
+        done += len(chunk)
         chunk.clear()
 
     try:
@@ -188,7 +193,7 @@ def score(pairs_path, out_path, batch_size, model_path):
                 flush(out)
     finally:
         bar.close()
-    click.echo(f"scored {total} pairs → {out_path}", err=True)
+    click.echo(f"scored {done} pairs → {out_path}", err=True)
 
 
 @main.command()

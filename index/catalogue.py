@@ -108,16 +108,18 @@ class SegmentStore:
             self._ids = [it["id"] for it in self.items()]
         return self._ids
 
-    def filter(self, fname: str, value: str) -> BitMap:
+    def _filter_table(self) -> dict:
         if self._filters is None:
             with open(self.folder / f"seg-{self.uid}.filters.json", encoding="utf-8") as fh:
                 self._filters = json.load(fh)
-        hexed = self._filters.get(fname, {}).get(value)
+        return self._filters
+
+    def filter(self, fname: str, value: str) -> BitMap:
+        hexed = self._filter_table().get(fname, {}).get(value)
         return BitMap.deserialize(bytes.fromhex(hexed)) if hexed else BitMap()
 
     def fields(self) -> set[str]:
-        self.filter("", "")
-        return set(self._filters or {})
+        return set(self._filter_table())
 
 
 class Catalogue:
@@ -281,11 +283,16 @@ class Catalogue:
                     out[j] = seg.impacts[p]
         return out
 
+    def _contributions(self, qv: SparseVector, doc: int) -> tuple[np.ndarray, np.ndarray]:
+        """The doc's stored codes for the query's terms, and each term's integer contribution."""
+        dcodes = self.doc_codes(doc, qv.ids)
+        return dcodes, qv.codes.astype(np.int64) * dcodes
+
     def _hit(self, qv: SparseVector, doc: int, score_int: int, n_words: int) -> Hit:
         seg, local = self._locate(doc)
         item = self.stores[seg.uid].item(local)
         scale = qv.scale * self.index.scale
-        contrib = qv.codes.astype(np.int64) * self.doc_codes(doc, qv.ids)
+        _, contrib = self._contributions(qv, doc)
         order = np.argsort(-contrib, kind="stable")[:n_words]
         matched = [(qv.words[i], float(contrib[i] * scale)) for i in order if contrib[i] > 0]
         fields = {k: v for k, v in item.items() if k not in ("id", "title")}
@@ -299,15 +306,15 @@ class Catalogue:
         if doc is None:
             raise InputError(f"unknown id {item_id!r}")
         qv = self.model.encode([query], "query")[0]
-        dcodes = self.doc_codes(doc, qv.ids)
+        dcodes, contrib = self._contributions(qv, doc)
         scale = qv.scale * self.index.scale
         seg, local = self._locate(doc)
         item = self.stores[seg.uid].item(local)
         rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * self.index.scale),
-                         float(qv.codes[i] * dcodes[i] * scale), bool(qv.expanded[i]), False)
+                         float(contrib[i] * scale), bool(qv.expanded[i]), False)
                 for i in np.nonzero(dcodes)[0]]
         rows.sort(key=lambda r: -r.contribution)
-        score = int(np.dot(qv.codes.astype(np.int64), dcodes)) * scale
+        score = int(contrib.sum()) * scale
         return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
                            qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
 
