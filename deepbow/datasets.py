@@ -110,15 +110,15 @@ class TaggedTitle:
         return {t for ty, t in self.entities if ty == typ}
 
 
-def read_ner(path: str | Path) -> list[TaggedTitle]:
-    """Parse a `char TAG` (BIO or BIOES) file, blank line between titles."""
-    titles: list[TaggedTitle] = []
+def read_ner_raw(path: str | Path) -> list[tuple[str, list[str]]]:
+    """Parse a `char TAG` (BIO or BIOES) file, blank line between titles: (text, tags) each."""
+    titles: list[tuple[str, list[str]]] = []
     chars: list[str] = []
     tags: list[str] = []
 
     def flush() -> None:
         if chars:
-            titles.append(TaggedTitle("".join(chars), decode_spans(chars, tags)))
+            titles.append(("".join(chars), list(tags)))
         chars.clear()
         tags.clear()
 
@@ -131,40 +131,51 @@ def read_ner(path: str | Path) -> list[TaggedTitle]:
             parts = line.split("\t") if "\t" in line else line.rsplit(" ", 1)
             if len(parts) != 2:
                 raise InputError(f"{path}:{lineno}: expected 'char TAG', got {line!r}")
-            chars.append(parts[0] or " ")
+            chars.append((parts[0] or " ")[0])
             tags.append(parts[1])
     flush()
     return titles
 
 
-def decode_spans(chars: list[str], tags: list[str]) -> list[tuple[str, str]]:
-    """Entity spans from BIO/BIOES tags, mapped to our types; malformed I- starts a new span."""
-    out: list[tuple[str, str]] = []
-    cur_type: str | None = None
-    cur: list[str] = []
+def read_ner(path: str | Path) -> list[TaggedTitle]:
+    """Titles with their gold entities (type, normalised text), in order."""
+    return [TaggedTitle(text, decode_spans(list(text), tags)) for text, tags in read_ner_raw(path)]
 
-    def close() -> None:
+
+def span_positions(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(our type, start, end) of each entity in a BIO/BIOES tag list; a malformed I- starts a
+    new span."""
+    out: list[tuple[str, int, int]] = []
+    cur_type: str | None = None
+    start = 0
+
+    def close(end: int) -> None:
         nonlocal cur_type
         if cur_type is not None:
-            text = normalize("".join(cur))
-            if text:
-                out.append((PRODUCT_TAGS.get(cur_type, cur_type.lower()), text))
+            out.append((PRODUCT_TAGS.get(cur_type, cur_type.lower()), start, end))
         cur_type = None
-        cur.clear()
 
-    for c, t in zip(chars, tags, strict=True):
+    for i, t in enumerate(tags):
         pos, _, typ = t.partition("-")
         if pos in ("B", "S") or (pos in ("I", "E") and typ != cur_type):
-            close()
-            cur_type = typ
-            cur.append(c)
-        elif pos in ("I", "E"):
-            cur.append(c)
-        else:
-            close()
+            close(i)
+            cur_type, start = typ, i
+        elif pos not in ("I", "E"):
+            close(i)
         if pos in ("E", "S"):
-            close()
-    close()
+            close(i + 1)
+    close(len(tags))
+    return out
+
+
+def decode_spans(chars: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """Entity (type, normalised text) from BIO/BIOES tags, mapped to our types."""
+    text = "".join(chars)
+    out = []
+    for typ, a, b in span_positions(tags):
+        surface = normalize(text[a:b])
+        if surface:
+            out.append((typ, surface))
     return out
 
 

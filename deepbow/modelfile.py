@@ -10,9 +10,6 @@ numbers are the numbers users get. Saving writes a temp directory, then renames 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,7 @@ FILES = ("weights.npz", "terms.txt", "chars.txt", "userdict.txt")
 HALF = ("term_emb.weight", "char_emb.weight")
 
 
-def _write_lines(path: Path, lines: list[str]) -> None:
+def write_lines(path: Path, lines: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for line in lines:
             if "\n" in line:
@@ -35,7 +32,7 @@ def _write_lines(path: Path, lines: list[str]) -> None:
             fh.write(line + "\n")
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_lines(path: Path) -> list[str]:
     with open(path, encoding="utf-8") as fh:
         return fh.read().split("\n")[:-1]
 
@@ -43,32 +40,18 @@ def _read_lines(path: Path) -> list[str]:
 def save_model_dir(path: str | Path, state: dict[str, np.ndarray], terms: list[str],
                    chars: list[str], user_words: list[str], manifest: dict) -> str:
     """Write a model directory atomically; returns the model id (hash of its files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with fileio.staged_dir(path) as tmp:
         arrays = {k: (v.astype(np.float16) if k in HALF else v) for k, v in state.items()}
         np.savez(tmp / "weights.npz", **arrays)
-        _write_lines(tmp / "terms.txt", terms)
-        _write_lines(tmp / "chars.txt", chars)
-        _write_lines(tmp / "userdict.txt", user_words)
+        write_lines(tmp / "terms.txt", terms)
+        write_lines(tmp / "chars.txt", chars)
+        write_lines(tmp / "userdict.txt", user_words)
         files = {f: sha256_file(tmp / f) for f in FILES}
         model_id = compute_model_id(files, manifest)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_id": model_id,
                     **manifest, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
                                            encoding="utf-8")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return model_id
 
 
@@ -109,5 +92,5 @@ def load_model_dir(path: str | Path, verify: bool = True):
                       for k in z.files}
     except Exception as e:  # zipfile/npy errors come in many types
         raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
-    return (manifest, arrays, _read_lines(path / "terms.txt"), _read_lines(path / "chars.txt"),
-            _read_lines(path / "userdict.txt"))
+    return (manifest, arrays, read_lines(path / "terms.txt"), read_lines(path / "chars.txt"),
+            read_lines(path / "userdict.txt"))

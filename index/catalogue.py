@@ -22,9 +22,9 @@ import numpy as np
 from pyroaring import BitMap
 
 from deepbow.errors import InputError
-from deepbow.fileio import atomic_open
+from deepbow.fileio import atomic_open, dir_lock
 from deepbow.sparse import SparseVector
-from index.inverted import IndexFileError, InvertedIndex, Segment, dir_lock
+from index.inverted import IndexFileError, InvertedIndex, Segment
 
 FILTER_MAX_LEN = 64
 INDEX_BATCH = 2048

@@ -19,11 +19,7 @@ names only complete files. A first build goes to a temp directory renamed into p
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +28,7 @@ from pyroaring import BitMap
 from scipy import sparse
 
 from deepbow.errors import DeepBowError
+from deepbow.fileio import dir_lock, staged_dir
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
 from index import kernels
 
@@ -267,17 +264,11 @@ class InvertedIndex:
         path = Path(path)
         if path.exists() and not overwrite:
             raise IndexFileError(f"{path} exists: refusing to overwrite it (use --overwrite)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with staged_dir(path) as tmp:
             extra = dict(extra or {})
             if write_extra is not None:
                 extra["files"] = list(extra.get("files", [])) + list(write_extra(tmp))
             self.write_into(tmp, extra)
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def commit(self, path: str | Path, extra: dict | None = None) -> None:
         """Write what `path` lacks (new segments, the deleted set), then swap manifest.json.
@@ -369,29 +360,6 @@ class InvertedIndex:
                 "terms": self.n_terms, "postings": self.n_postings,
                 "segments": len(self.segments), "bytes": nbytes,
                 "bytes_per_posting": nbytes / max(1, self.n_postings)}
-
-
-@contextmanager
-def dir_lock(folder: Path):
-    import fcntl
-
-    with open(folder / ".lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def replace_dir(tmp: Path, path: Path) -> None:
-    """Move a finished temp directory into place; an old one is removed only after."""
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
 
 
 def read_index_manifest(path: Path) -> dict:

@@ -1,0 +1,94 @@
+"""The query–entity (QE) cross-encoder: `[CLS] query [SEP] <type> entity [SEP]` → two judgements.
+
+A small pre-norm Transformer over characters reads the query and one typed entity together (a
+cross-encoder: every query character attends to every entity character) and returns two
+probabilities from the [CLS] vector:
+
+- s, *satisfies*: this entity gives the query what it asks for (used for product words: 手机 and
+  智能手机 satisfy 华为手机; 手机壳 does not);
+- c, *no conflict*: nothing in this entity contradicts the query (a brand other than the one
+  asked for conflicts; a brand when no brand is asked does not).
+
+Both are read by the soft logic (ebrm/soft_logic.py). Inputs are short (a query, one entity), so
+scoring is cheap, and each (query, entity) pair is computed once and cached (ebrm/cache.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ebrm.charvocab import CLS, SEP, CharVocab
+
+MAX_QUERY = 24
+MAX_ENTITY = 20
+
+
+def qe_inputs(vocab: CharVocab, queries: Sequence[str], entities: Sequence[tuple[str, str]]):
+    """Padded token ids and segment ids for (query, (type, text)) pairs."""
+    import torch
+
+    rows, segs = [], []
+    for q, (typ, text) in zip(queries, entities, strict=True):
+        qi = vocab.ids(q.replace(" ", ""))[:MAX_QUERY]
+        ei = vocab.ids(text.replace(" ", ""))[:MAX_ENTITY]
+        row = np.concatenate([[CLS], qi, [SEP, vocab.type_id(typ)], ei, [SEP]])
+        rows.append(row)
+        segs.append(np.r_[np.zeros(len(qi) + 2, np.int64), np.ones(len(ei) + 2, np.int64)])
+    n = max(len(r) for r in rows)
+    ids = np.zeros((len(rows), n), np.int64)
+    seg = np.zeros((len(rows), n), np.int64)
+    for i, (r, s) in enumerate(zip(rows, segs, strict=True)):
+        ids[i, :len(r)] = r
+        seg[i, :len(s)] = s
+    return torch.from_numpy(ids), torch.from_numpy(seg)
+
+
+def build_net(n_chars: int, dim: int = 128, layers: int = 2, heads: int = 4, ff: int = 256):
+    import torch
+    from torch import nn
+
+    class QENet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok = nn.Embedding(n_chars, dim, padding_idx=0)
+            self.pos = nn.Embedding(MAX_QUERY + MAX_ENTITY + 8, dim)
+            self.seg = nn.Embedding(2, dim)
+            layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.1, batch_first=True,
+                                               norm_first=True)
+            self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+            self.norm = nn.LayerNorm(dim)
+            self.out = nn.Linear(dim, 2)
+
+        def forward(self, ids, seg):
+            pos = torch.arange(ids.shape[1], device=ids.device)
+            x = self.tok(ids) + self.pos(pos)[None] + self.seg(seg)
+            h = self.enc(x, src_key_padding_mask=ids == 0)
+            return self.out(self.norm(h[:, 0]))  # logits of (satisfies, no conflict)
+
+    return QENet()
+
+
+class QEModel:
+    """Scores (query, typed entity) pairs: returns s and c as float arrays in [0, 1]."""
+
+    def __init__(self, net, vocab: CharVocab) -> None:
+        self.net = net.eval()
+        self.vocab = vocab
+
+    def logits(self, queries: Sequence[str], entities: Sequence[tuple[str, str]]):
+        return self.net(*qe_inputs(self.vocab, queries, entities))
+
+    def predict(self, queries: Sequence[str], entities: Sequence[tuple[str, str]],
+                batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        s = np.zeros(len(queries), np.float64)
+        c = np.zeros(len(queries), np.float64)
+        with torch.inference_mode():
+            for a in range(0, len(queries), batch_size):
+                p = torch.sigmoid(self.logits(queries[a:a + batch_size],
+                                              entities[a:a + batch_size])).double().numpy()
+                s[a:a + len(p)], c[a:a + len(p)] = p[:, 0], p[:, 1]
+        return s, c
