@@ -43,6 +43,20 @@ def load_model(path: Path | None):
     return deepbow.load(path)
 
 
+def scorer_option(fn):
+    fn = click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path),
+                      default=None, help="EBRM model directory (default: $DEEPBOW_EBRM_MODEL "
+                                         "or the shipped one).")(fn)
+    return click.option("--scorer", default="deepbow", show_default=True,
+                        help="deepbow (word bags), ebrm (entities + soft logic) or hybrid.")(fn)
+
+
+def load_scorer(kind: str, model_path: Path | None, ebrm_path: Path | None):
+    import deepbow
+
+    return deepbow.load_scorer(kind, model_path, ebrm_path)
+
+
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
 
@@ -119,17 +133,38 @@ def encode(texts, top, side, model_path, as_json):
 @click.argument("query")
 @click.argument("title")
 @model_option
+@scorer_option
 @json_option
 @handle_errors
-def explain(query, title, model_path, as_json):
-    """Show QUERY–TITLE relevance as the sum of its matched words."""
-    from deepbow.encoder import LABEL_NAMES
-
+def explain(query, title, model_path, scorer, ebrm_path, as_json):
+    """Show QUERY–TITLE relevance: the sum of its matched words (deepbow), the entity-by-entity
+    judgements and their soft logic (ebrm), or both parts (hybrid)."""
+    if scorer != "deepbow":
+        ex = load_scorer(scorer, model_path, ebrm_path).explain(query, title)
+        if as_json:
+            emit_json(ex.to_json())
+        elif scorer == "ebrm":
+            click.echo(ex.to_text())
+        else:
+            click.echo(f"hybrid score {ex.score:.4f} = EBRM {ex.ebrm.score:.4f} + β {ex.beta} × "
+                       f"DeepBoW {ex.deepbow.score:.4f} / {ex.deepbow_scale:.4f}   "
+                       f"label {ex.label}\n")
+            click.echo("— EBRM part —")
+            click.echo(ex.ebrm.to_text())
+            click.echo("\n— DeepBoW part —")
+            print_word_explanation(query, title, ex.deepbow)
+        return
     ex = load_model(model_path).explain(query, title)
     if as_json:
         emit_json({"query": query, "title": title, "score": ex.score, "label": ex.label,
                    "matches": [r.__dict__ for r in ex.rows]})
         return
+    print_word_explanation(query, title, ex)
+
+
+def print_word_explanation(query: str, title: str, ex) -> None:
+    from deepbow.encoder import LABEL_NAMES
+
     click.echo(f"query: {query}\ntitle: {title}")
     click.echo(f"score: {ex.score:.4f}  label: {ex.label} ({LABEL_NAMES[ex.label]})")
     if not ex.rows:
@@ -156,8 +191,9 @@ def explain(query, title, model_path, as_json):
 @click.option("--batch-size", type=int, default=4096, show_default=True,
               help="Pairs scored per chunk.")
 @model_option
+@scorer_option
 @handle_errors
-def score(pairs_path, out_path, batch_size, model_path):
+def score(pairs_path, out_path, batch_size, model_path, scorer, ebrm_path):
     """Score query–title pairs; label 2 = exact match, 1 = partly relevant, 0 = irrelevant.
 
     The output is written to a temp file and renamed at the end: a bad line stops the run with
@@ -165,7 +201,7 @@ def score(pairs_path, out_path, batch_size, model_path):
     from deepbow.datasets import read_pairs
     from deepbow.fileio import atomic_open
 
-    model = load_model(model_path)
+    model = load_scorer(scorer, model_path, ebrm_path)
     total = None
     if sys.stderr.isatty():  # count lines only when a bar will show them
         with open(pairs_path, "rb") as fh:
@@ -239,27 +275,44 @@ def calibrate(model_path, data_dir):
               help='Labelled JSONL: {"query", "title", "label", ["kind"]}.')
 @click.option("--no-baseline", is_flag=True, help="Skip the BM25 baseline.")
 @model_option
+@scorer_option
 @json_option
 @handle_errors
-def eval_cmd(pairs_path, no_baseline, model_path, as_json):
-    """AUC (label≥1, label=2), nDCG@10 by query, macro-F1 and accuracy, beside BM25."""
+def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, as_json):
+    """AUC (label≥1, label=2), nDCG@10 by query, macro-F1, accuracy, F1 of label 1 and
+    AUC(1 vs 0), hard negatives, beside BM25. --scorer takes a comma list or "all"."""
+    import deepbow
     from deepbow.datasets import read_pairs
     from deepbow.evaluate import evaluate
 
     pairs = list(read_pairs(pairs_path))
     if not pairs or any(p.label not in (0, 1, 2) for p in pairs):
         raise click.ClickException(f"{pairs_path}: eval needs pairs labelled 0, 1 or 2")
-    res = evaluate(load_model(model_path), pairs, baseline=not no_baseline)
+    names = list(deepbow.SCORERS) if scorer == "all" else scorer.split(",")
+    scorers = {}
+    base = load_model(model_path)
+    for name in names:
+        if name == "deepbow":
+            scorers[name] = base
+        elif name == "hybrid":
+            from ebrm.hybrid import Hybrid
+
+            scorers[name] = Hybrid(base, scorers.get("ebrm") or deepbow.load_ebrm(ebrm_path))
+        else:
+            scorers[name] = load_scorer(name, model_path, ebrm_path)
+    res = evaluate(scorers, pairs, baseline=not no_baseline, segmenter=base.segmenter)
     if as_json:
         emit_json(res)
         return
-    cols = ["auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "hard_neg_below_all"]
+    cols = ["auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0",
+            "hard_neg_below_all"]
     for group, by_model in res.items():
         n = next(iter(by_model.values()))["pairs"]
         click.echo(f"[{group}] {n} pairs")
-        click.echo(f"  {'scorer':<10}" + "".join(f"{c:>20}" for c in cols))
+        click.echo(f"  {'scorer':<10}" + "".join(f"{c.replace('_below_all', ''):>10}"
+                                               for c in cols))
         for name, row in by_model.items():
-            cells = "".join(f"{100 * row[c]:>20.2f}" if c in row else f"{'-':>20}"
+            cells = "".join(f"{100 * row[c]:>10.2f}" if c in row else f"{'-':>10}"
                             for c in cols)
             click.echo(f"  {name:<10}{cells}")
     click.echo("(percent; BM25 labels use thresholds tuned on this file)", err=True)
@@ -545,6 +598,163 @@ def demo(catalogue, k, queries, model_path):
                            f"  ← {words}")
     click.echo("\nnext: deepbow explain QUERY TITLE; deepbow index build CATALOGUE --out DIR; "
                "deepbow search DIR QUERY")
+
+
+@main.command()
+@click.argument("titles", nargs=-1, required=True)
+@click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path), default=None,
+              help="EBRM model directory (default: the shipped one).")
+@json_option
+@handle_errors
+def entities(titles, ebrm_path, as_json):
+    """Tag each title's entities (product word, brand, model, misc) with the EBRM tagger."""
+    import deepbow
+
+    model = deepbow.load_ebrm(ebrm_path, cache=None)
+    for title, ents in zip(titles, model.entities(list(titles)), strict=True):
+        if as_json:
+            emit_json({"title": title, "entities": [e.to_json() for e in ents]})
+            continue
+        click.echo(title)
+        if not ents:
+            click.echo("  (no entities)")
+        for e in ents:
+            click.echo(f"  {e.type:<8} {e.text:<20} [{e.start}:{e.end}]")
+
+
+@main.group()
+def ebrm() -> None:
+    """The entity-based relevance model: training, tagger evaluation and the QE cache."""
+
+
+@ebrm.command("train")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              required=True, help="EBRM model directory to write.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Shared data folder (default: $DEEPBOW_DATA or ../shared/data).")
+@click.option("--hybrid-with", "deepbow_path", type=click.Path(path_type=Path), default=None,
+              help="DeepBoW model the hybrid is calibrated against (default: the shipped one).")
+@click.option("--tagger-epochs", type=int, default=6, show_default=True)
+@click.option("--qe-epochs", type=int, default=3, show_default=True)
+@click.option("--ft-epochs", type=int, default=2, show_default=True)
+@handle_errors
+def ebrm_train(out_dir, data_dir, deepbow_path, tagger_epochs, qe_epochs, ft_epochs):
+    """Train the tagger, pretrain the QE cross-encoder, fine-tune through the soft logic, then
+    calibrate the hybrid with DeepBoW (see the README for the shipped recipe)."""
+    import time
+
+    from ebrm.train import calibrate_hybrid, train_ebrm
+
+    def log(msg: str) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {msg}", err=True)
+
+    model = train_ebrm(out_dir, data_dir, tagger_epochs=tagger_epochs, qe_epochs=qe_epochs,
+                       ft_epochs=ft_epochs, log=log)
+    calibrate_hybrid(model, load_model(deepbow_path), out_dir, data_dir, log=log)
+
+
+@ebrm.command("eval-tagger")
+@click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path), default=None)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Shared data folder (default: $DEEPBOW_DATA or ../shared/data).")
+@json_option
+@handle_errors
+def ebrm_eval_tagger(ebrm_path, data_dir, as_json):
+    """Entity precision / recall / F1 on the NER dev sets: the tagger beside the gazetteer-only
+    longest-match baseline (full gazetteers), per type and over all types."""
+    from ebrm.train import tagger_figures
+
+    res = tagger_figures(ebrm_path, data_dir)
+    if as_json:
+        emit_json(res)
+        return
+    for dev, by_model in res.items():
+        click.echo(f"[{dev}]")
+        click.echo(f"  {'tagger':<12}{'type':<9}{'P':>7}{'R':>7}{'F1':>7}")
+        for name, by_type in by_model.items():
+            for typ, (p, r, f) in by_type.items():
+                click.echo(f"  {name:<12}{typ:<9}{100 * p:7.2f}{100 * r:7.2f}{100 * f:7.2f}")
+
+
+@ebrm.group("cache")
+def ebrm_cache() -> None:
+    """The QE cache: cross-encoder judgements per (normalised query, entity), on disk."""
+
+
+def cache_option(fn):
+    fn = click.option("--cache", "cache_path", type=click.Path(path_type=Path, dir_okay=False),
+                      default=None, help="SQLite cache file (default: the model's file under "
+                                         "$DEEPBOW_CACHE or ~/.cache/deepbow).")(fn)
+    return click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path),
+                        default=None, help="EBRM model directory (default: the shipped one).")(fn)
+
+
+def open_ebrm(ebrm_path, cache_path):
+    import deepbow
+
+    return deepbow.load_ebrm(ebrm_path, cache=cache_path or True)
+
+
+@ebrm_cache.command("stats")
+@cache_option
+@json_option
+@handle_errors
+def ebrm_cache_stats(ebrm_path, cache_path, as_json):
+    """Entries, distinct queries, bytes on disk."""
+    st = open_ebrm(ebrm_path, cache_path).cache.stats()
+    if as_json:
+        emit_json(st)
+        return
+    for k in ("path", "model_id", "entries", "queries", "bytes"):
+        click.echo(f"{k:<9} {st[k]}")
+
+
+@ebrm_cache.command("warm")
+@click.option("--queries", "queries_path", type=click.Path(path_type=Path, exists=True,
+                                                           dir_okay=False), required=True,
+              help="Queries, one a line (or qid<TAB>query).")
+@click.option("--titles", "titles_path", type=click.Path(path_type=Path, exists=True,
+                                                         dir_okay=False), required=True,
+              help="Catalogue JSONL {id, title, ...} or TSV id<TAB>title.")
+@cache_option
+@handle_errors
+def ebrm_cache_warm(queries_path, titles_path, ebrm_path, cache_path):
+    """Judge every (query, distinct entity of the titles) pair ahead of time."""
+    import time
+
+    from deepbow.catalogue import read_catalogue
+
+    model = open_ebrm(ebrm_path, cache_path)
+    items = read_catalogue(titles_path)
+    t0 = time.perf_counter()
+    table = model.table([it["title"] for it in items])
+    t1 = time.perf_counter()
+    queries = [q for _, q in read_queries(queries_path)]
+    bar = Progress(len(queries), "warming", enabled=len(queries) >= 20)
+    before = model.cache.misses
+    try:
+        for q in queries:
+            model.score_table(q, table)
+            bar(1)
+    finally:
+        bar.close()
+    t2 = time.perf_counter()
+    new = model.cache.misses - before
+    click.echo(f"tagged {len(items)} titles ({len(items) / max(t1 - t0, 1e-9):,.0f}/s), "
+               f"{len(table.keys)} distinct entities; {len(queries)} queries: {new} new QE "
+               f"judgements ({new / max(t2 - t1, 1e-9):,.0f} entities/s), hit rate "
+               f"{model.cache.stats()['hit_rate']:.1%}", err=True)
+
+
+@ebrm_cache.command("clear")
+@cache_option
+@handle_errors
+def ebrm_cache_clear(ebrm_path, cache_path):
+    """Delete every cached judgement of this cache file."""
+    model = open_ebrm(ebrm_path, cache_path)
+    n = model.cache.stats()["entries"]
+    model.cache.clear()
+    click.echo(f"cleared {n} entries from {model.cache.path}", err=True)
 
 
 if __name__ == "__main__":

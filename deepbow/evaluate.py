@@ -7,9 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepbow.datasets import Pair
-from deepbow.metrics import accuracy, auc, best_thresholds, hard_negative_rate, macro_f1, ndcg_at_k
+from deepbow.metrics import (
+    accuracy,
+    auc,
+    best_thresholds,
+    class_f1,
+    hard_negative_rate,
+    macro_f1,
+    ndcg_at_k,
+)
 
-METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy")
+METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0")
 
 
 def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray) -> dict:
@@ -18,6 +26,10 @@ def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarra
     row = {"auc_ge1": auc(scores, y >= 1), "auc_eq2": auc(scores, y == 2),
            "ndcg@10": ndcg_at_k(q, scores, y, 10), "macro_f1": macro_f1(labels_pred, y),
            "accuracy": accuracy(labels_pred, y), "pairs": len(pairs)}
+    if (y == 1).any():  # partial matches (e-commerce: the right product of another brand)
+        row["f1_label1"] = float(class_f1(labels_pred, y)[1])
+        le1 = y <= 1
+        row["auc_1v0"] = auc(scores[le1], y[le1] == 1)
     strict, pairwise, n = hard_negative_rate(q, scores, y, [p.kind for p in pairs])
     if n:
         row.update({"hard_neg_below_all": strict, "hard_neg_pairwise": pairwise,
@@ -25,22 +37,30 @@ def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarra
     return row
 
 
-def evaluate(model, pairs: Sequence[Pair], baseline: bool = True) -> dict[str, dict]:
-    """{"deepbow": metrics, "bm25": metrics} over all pairs and, when kinds are mixed, per kind.
+def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
+             segmenter=None) -> dict[str, dict]:
+    """{group: {scorer name: metrics}} over all pairs and, when kinds are mixed, per domain.
 
-    BM25's labels use thresholds tuned on this very file (an optimistic baseline); the model's
-    use the thresholds stored with it.
+    `scorers` is a model (named "deepbow") or a {name: scorer} dict of objects with
+    score_pairs and label (DeepBoW, EBRM, Hybrid). BM25's labels use thresholds tuned on this
+    very file (an optimistic baseline); the models' use the thresholds stored with them.
     """
+    if not isinstance(scorers, dict):
+        scorers = {"deepbow": scorers}
     if not pairs:
         raise ValueError("no pairs to evaluate")
     if any(p.label not in (0, 1, 2) for p in pairs):
         raise ValueError("every pair needs a label 0, 1 or 2 for eval")
-    scores = {"deepbow": model.score_pairs([(p.query, p.title) for p in pairs])}
-    labels = {"deepbow": model.label(scores["deepbow"])}
+    scores, labels = {}, {}
+    for name, model in scorers.items():
+        scores[name] = np.asarray(model.score_pairs([(p.query, p.title) for p in pairs]))
+        labels[name] = model.label(scores[name])
     if baseline:
         from deepbow.bm25 import bm25_pair_scores
 
-        s = bm25_pair_scores([p.query for p in pairs], [p.title for p in pairs], model.segmenter)
+        if segmenter is None:
+            segmenter = next(m.segmenter for m in scorers.values() if hasattr(m, "segmenter"))
+        s = bm25_pair_scores([p.query for p in pairs], [p.title for p in pairs], segmenter)
         t = best_thresholds(s, [p.label for p in pairs])
         scores["bm25"], labels["bm25"] = s, np.digitize(s, t)
     groups = {"all": list(range(len(pairs)))}

@@ -56,16 +56,19 @@ def confusion(pred: Sequence[int], gold: Sequence[int], n: int = 3) -> np.ndarra
 
 
 def macro_f1(pred: Sequence[int], gold: Sequence[int], n: int = 3) -> float:
-    return float(_f1_from_confusion(confusion(pred, gold, n)))
+    f1 = class_f1(pred, gold, n)
+    present = ~np.isnan(f1)
+    return float(f1[present].mean()) if present.any() else float("nan")
 
 
-def _f1_from_confusion(m: np.ndarray) -> float:
+def class_f1(pred: Sequence[int], gold: Sequence[int], n: int = 3) -> np.ndarray:
+    """F1 of each class (NaN for a class absent from gold)."""
+    m = confusion(pred, gold, n)
     tp = np.diag(m).astype(np.float64)
     prec = np.divide(tp, m.sum(0), out=np.zeros_like(tp), where=m.sum(0) > 0)
     rec = np.divide(tp, m.sum(1), out=np.zeros_like(tp), where=m.sum(1) > 0)
     f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
-    present = m.sum(1) > 0
-    return float(f1[present].mean()) if present.any() else float("nan")
+    return np.where(m.sum(1) > 0, f1, np.nan)
 
 
 def accuracy(pred: Sequence[int], gold: Sequence[int]) -> float:

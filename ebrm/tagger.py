@@ -190,7 +190,8 @@ def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVoc
             logits = net(*tagger.batch(texts))
             m = np.zeros(logits.shape, bool)
             for k, i in enumerate(idx):
-                m[k, :len(masks[i])] = masks[i]
+                n = min(len(masks[i]), m.shape[1])
+                m[k, :n] = masks[i][:n]
             m = torch.from_numpy(m)
             valid_pos = m.any(-1)
             logz = torch.logsumexp(logits, -1)
@@ -200,7 +201,7 @@ def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVoc
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         net.eval()
         f1 = entity_prf([e for _, e in valid], tagger.tag([t for t, _ in valid]))["all"][2] \
             if valid else float(epoch)

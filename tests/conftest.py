@@ -5,6 +5,7 @@ It needs neither ../shared nor the shipped model, and trains in a few seconds.
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
@@ -71,4 +72,42 @@ def tiny_model():
 def tiny_model_dir(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny"
     tiny_model.save(path)
+    return path
+
+
+def synthetic_gold(seed: int, n: int) -> list:
+    """Titles brand + filler + product + filler with their gold entity spans."""
+    from ebrm.lexicon import Entity
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        b, p = rng.choice(BRANDS), rng.choice(PRODUCTS)
+        f1, f2 = rng.sample(FILLERS, 2)
+        pb = len(b) + len(f1)
+        out.append((b + f1 + p + f2, [Entity("brand", b, 0, len(b)),
+                                      Entity("product", p, pb, pb + len(p))], False))
+    return out
+
+
+def ebrm_split(text: str) -> str:
+    return "valid" if hashlib.md5(text.encode()).digest()[0] < 64 else "train"
+
+
+@pytest.fixture(scope="session")
+def tiny_ebrm_dir(tmp_path_factory):
+    """A tiny EBRM trained by the real three-stage code on synthetic titles, saved."""
+    import torch
+
+    from ebrm.lexicon import Lexicon
+    from ebrm.train import train_from_titles
+
+    torch.set_num_threads(1)
+    gold = synthetic_gold(0, 240)
+    lexicon = Lexicon(PRODUCTS[:4], BRANDS[:3])  # a partial gazetteer, as in real life
+    model = train_from_titles(gold, [t for t, _, _ in gold], lexicon, split=ebrm_split,
+                              tagger_epochs=6, qe_epochs=16, ft_epochs=3, qe_batch=32,
+                              log=lambda s: None)
+    path = tmp_path_factory.mktemp("ebrm") / "tiny-ebrm"
+    model.save(path)
     return path

@@ -28,7 +28,10 @@ def test_every_command_has_help():
     runner = CliRunner()
     for cmd in (["--help"], ["encode", "--help"], ["score", "--help"], ["explain", "--help"],
                 ["train", "--help"], ["eval", "--help"], ["index", "build", "--help"],
-                ["index", "stats", "--help"], ["search", "--help"], ["demo", "--help"]):
+                ["index", "stats", "--help"], ["search", "--help"], ["demo", "--help"],
+                ["entities", "--help"], ["ebrm", "train", "--help"],
+                ["ebrm", "eval-tagger", "--help"], ["ebrm", "cache", "stats", "--help"],
+                ["ebrm", "cache", "warm", "--help"], ["ebrm", "cache", "clear", "--help"]):
         r = runner.invoke(main, cmd)
         assert r.exit_code == 0 and "Usage" in r.output, cmd
 

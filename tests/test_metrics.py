@@ -5,7 +5,15 @@ import itertools
 import numpy as np
 import pytest
 
-from deepbow.metrics import accuracy, auc, best_thresholds, hard_negative_rate, macro_f1, ndcg_at_k
+from deepbow.metrics import (
+    accuracy,
+    auc,
+    best_thresholds,
+    class_f1,
+    hard_negative_rate,
+    macro_f1,
+    ndcg_at_k,
+)
 
 
 def test_auc():
@@ -29,6 +37,8 @@ def test_f1_and_accuracy():
     # per class F1: 0: p=1/2 r=1/2; 1: p=2/3 r=1; 2: p=1 r=1/2
     want = np.mean([0.5, 0.8, 2 / 3])
     assert macro_f1(pred, gold) == pytest.approx(want)
+    assert class_f1(pred, gold) == pytest.approx([0.5, 0.8, 2 / 3])
+    assert np.isnan(class_f1([0, 2], [0, 2])[1])  # a class absent from gold
     assert accuracy(pred, gold) == pytest.approx(4 / 6)
 
 

@@ -1,0 +1,291 @@
+"""EBRM end to end: tag a title's entities, judge each against the query, combine by soft logic.
+
+    sat(q, item) = OR_{e ∈ product entities} s(q, e)         the item sells what q asks for
+    ok(q, item)  = AND_{e ∈ all entities}   c(q, e)          nothing in it contradicts q
+    score        = sat · (1 + ok)  ∈ [0, 2]
+
+OR and AND are one t-norm family (product by default; ebrm/soft_logic.py). The score reads as an
+expected grade: sat is the probability of label ≥ 1 (right product) and sat · ok the probability
+of label 2 (right product, nothing in conflict), so 0 / 1 / 2 fall out of two thresholds stored
+with the model. Every figure in the formula is a cached per-entity judgement, which is what makes
+the model readable and correctable entity by entity.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepbow.errors import InputError, ModelFileError
+from deepbow.fileio import read_manifest, sha256_file, staged_dir
+from deepbow.modelfile import read_lines, write_lines
+from deepbow.text import normalize
+from ebrm.cache import Key, QECache, default_cache_dir
+from ebrm.charvocab import CharVocab
+from ebrm.lexicon import Entity, Lexicon
+from ebrm.soft_logic import soft_and, soft_or
+
+FORMAT = "ebrm-model"
+FORMAT_VERSION = 1
+FILES = ("weights.npz", "chars.txt", "products.txt", "brands.txt")
+ROLE_PRODUCT = "must match (OR) · must not conflict (AND)"
+ROLE_OTHER = "must not conflict (AND)"
+
+
+class EntityTable:
+    """Titles as rows of entity keys, padded for vectorised soft logic.
+
+    keys: the distinct (type, text) entities; prod[i] indexes title i's product entities and
+    every[i] all its entities into keys, padded with len(keys) (a sentinel whose s is 0 and c is
+    1: the identities of OR and AND, so padding never changes a result).
+    """
+
+    def __init__(self, lists: Sequence[Sequence[Entity]]) -> None:
+        index: dict[Key, int] = {}
+        rows_p: list[list[int]] = []
+        rows_a: list[list[int]] = []
+        for ents in lists:
+            ids = [index.setdefault((e.type, e.text), len(index)) for e in ents]
+            rows_a.append(list(dict.fromkeys(ids)))
+            rows_p.append(list(dict.fromkeys(i for i, e in zip(ids, ents, strict=True)
+                                             if e.type == "product")))
+        self.keys: list[Key] = list(index)
+        self.prod = _pad(rows_p, len(self.keys))
+        self.every = _pad(rows_a, len(self.keys))
+
+    def __len__(self) -> int:
+        return len(self.prod)
+
+
+def _pad(rows: list[list[int]], sentinel: int) -> np.ndarray:
+    out = np.full((len(rows), max((len(r) for r in rows), default=0)), sentinel, np.int32)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+@dataclass
+class EntityRow:
+    type: str
+    text: str
+    start: int
+    end: int
+    s: float
+    c: float
+    role: str
+    pinned: bool = False
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "text": self.text, "start": self.start, "end": self.end,
+                "satisfies": self.s, "no_conflict": self.c, "role": self.role,
+                "pinned": self.pinned}
+
+
+@dataclass
+class EBRMExplanation:
+    query: str
+    title: str
+    rows: list[EntityRow]
+    sat: float
+    ok: float
+    score: float
+    label: int
+    family: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"query": self.query, "title": self.title, "score": self.score,
+                "label": self.label, "satisfies": self.sat, "no_conflict": self.ok,
+                "family": self.family, "entities": [r.to_json() for r in self.rows],
+                "notes": self.notes}
+
+    def to_text(self) -> str:
+        lines = [f"query  {self.query}", f"title  {self.title}",
+                 f"EBRM score {self.score:.4f} = sat {self.sat:.4f} × (1 + ok {self.ok:.4f})"
+                 f"   label {self.label}   ({self.family} t-norm)", "",
+                 f"{'type':<8} {'entity':<20} {'satisfies':>9} {'no-conflict':>11}  role"]
+        for r in self.rows:
+            s = f"{r.s:9.4f}" if r.type == "product" else f"{'-':>9}"
+            pin = "  [pinned]" if r.pinned else ""
+            lines.append(f"{r.type:<8} {r.text:<20} {s} {r.c:11.4f}  {r.role}{pin}")
+        if not self.rows:
+            lines.append("(no entities found in the title)")
+        lines.append("")
+        lines.append(f"sat = OR(product satisfies) = {self.sat:.4f};  "
+                     f"ok = AND(no-conflict) = {self.ok:.4f}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+class EBRM:
+    """Entity tagger + QE cross-encoder + QE cache + soft logic; see the module docstring."""
+
+    def __init__(self, tagger, qe, manifest: dict, cache: QECache | None = None) -> None:
+        self.tagger = tagger
+        self.qe = qe
+        self.manifest = manifest
+        self.family: str = manifest.get("family", "product")
+        self.thresholds = np.asarray(manifest.get("thresholds", [0.5, 1.5]), np.float64)
+        self.cache = cache if cache is not None else QECache(None, self.model_id)
+        self._titles: dict[str, list[Entity]] = {}
+        self.pins: dict[tuple[str, Key], tuple[float | None, float | None]] = {}
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.get("model_id", "unsaved")
+
+    # -- entities -------------------------------------------------------------------------
+    def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
+        """Tagged entities of each text (remembered per text, up to 200k texts)."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._titles]
+        if todo:
+            if len(self._titles) + len(todo) > 200_000:
+                self._titles.clear()
+            for t, ents in zip(todo, self.tagger.tag(todo), strict=True):
+                self._titles[t] = ents
+        return [self._titles[t] for t in texts]
+
+    def table(self, titles: Sequence[str]) -> EntityTable:
+        return EntityTable(self.entities(titles))
+
+    # -- QE judgements --------------------------------------------------------------------
+    def qe_scores(self, query: str, keys: Sequence[Key]) -> tuple[np.ndarray, np.ndarray]:
+        """(s, c) per entity key for a query: cache first, the cross-encoder for the misses,
+        then pinned values (operator edits) on top."""
+        q = normalize(query)
+        vals, missing = self.cache.lookup(q, keys)
+        if missing:
+            s, c = self.qe.predict([q] * len(missing), [keys[i] for i in missing])
+            self.cache.store(q, ((keys[i], float(a), float(b))
+                                 for i, a, b in zip(missing, s, c, strict=True)))
+            for i, a, b in zip(missing, s, c, strict=True):
+                vals[i] = (float(a), float(b))
+        arr = np.array(vals, np.float64).reshape(-1, 2)
+        if self.pins:
+            for i, k in enumerate(keys):
+                pin = self.pins.get((q, k))
+                if pin is not None:
+                    arr[i] = [arr[i, 0] if pin[0] is None else pin[0],
+                              arr[i, 1] if pin[1] is None else pin[1]]
+        return arr[:, 0], arr[:, 1]
+
+    def score_table(self, query: str, table: EntityTable) -> tuple[np.ndarray, ...]:
+        """(score, sat, ok) per title of the table: one QE lookup per distinct entity."""
+        if not normalize(query):
+            raise InputError("empty query")
+        s, c = self.qe_scores(query, table.keys)
+        s = np.append(s, 0.0)  # the padding sentinel: identity of OR ...
+        c = np.append(c, 1.0)  # ... and of AND
+        sat = soft_or(s[table.prod], self.family)
+        ok = soft_and(c[table.every], self.family)
+        return sat * (1.0 + ok), sat, ok
+
+    def score(self, query: str, titles: Sequence[str]) -> np.ndarray:
+        return self.score_table(query, self.table(titles))[0]
+
+    def score_pairs(self, pairs: Iterable[tuple[str, str]]) -> np.ndarray:
+        pairs = list(pairs)
+        out = np.zeros(len(pairs), np.float64)
+        by_query: dict[str, list[int]] = {}
+        for i, (q, _) in enumerate(pairs):
+            by_query.setdefault(q, []).append(i)
+        self.entities([t for _, t in pairs])
+        for q, idx in by_query.items():
+            out[idx] = self.score(q, [pairs[i][1] for i in idx])
+        return out
+
+    def label(self, scores) -> np.ndarray:
+        return np.digitize(np.asarray(scores, np.float64), self.thresholds)
+
+    def explain(self, query: str, title: str) -> EBRMExplanation:
+        if not normalize(title):
+            raise InputError("empty title")
+        ents = self.entities([title])[0]
+        table = EntityTable([ents])
+        score, sat, ok = (float(x[0]) for x in self.score_table(query, table))
+        s, c = self.qe_scores(query, table.keys)
+        q = normalize(query)
+        rows = []
+        for e in ents:
+            i = table.keys.index((e.type, e.text))
+            rows.append(EntityRow(e.type, e.text, e.start, e.end, float(s[i]), float(c[i]),
+                                  ROLE_PRODUCT if e.type == "product" else ROLE_OTHER,
+                                  (q, (e.type, e.text)) in self.pins))
+        notes = []
+        if not any(e.type == "product" for e in ents):
+            notes.append("no product entity found in the title: nothing can satisfy the query, "
+                         "so the score is 0")
+        return EBRMExplanation(query, title, rows, sat, ok, score, int(self.label([score])[0]),
+                               self.family, notes)
+
+    # -- disk -----------------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict | None = None) -> str:
+        import hashlib
+
+        state = {f"tagger.{k}": v.detach().cpu().numpy()
+                 for k, v in self.tagger.net.state_dict().items()}
+        state |= {f"qe.{k}": v.detach().cpu().numpy()
+                  for k, v in self.qe.net.state_dict().items()}
+        manifest = {k: v for k, v in self.manifest.items()
+                    if k not in ("format", "format_version", "model_id", "files")}
+        manifest.update(extra or {})
+        with staged_dir(path) as tmp:
+            np.savez(tmp / "weights.npz", **state)
+            write_lines(tmp / "chars.txt", self.tagger.vocab.chars)
+            write_lines(tmp / "products.txt", self.tagger.lexicon.of_type("product"))
+            write_lines(tmp / "brands.txt", self.tagger.lexicon.of_type("brand"))
+            files = {f: sha256_file(tmp / f) for f in FILES}
+            blob = json.dumps({"files": files, "family": manifest.get("family")},
+                              sort_keys=True)
+            model_id = hashlib.sha256(blob.encode()).hexdigest()[:16]
+            self.manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                             "model_id": model_id, **manifest, "files": files}
+            (tmp / "manifest.json").write_text(
+                json.dumps(self.manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        return model_id
+
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True,
+             cache: str | Path | bool | None = True) -> EBRM:
+        """Load an EBRM directory. cache: True = the default file for this model under
+        $DEEPBOW_CACHE (or ~/.cache/deepbow), a path = that SQLite file, False/None = memory."""
+        import torch
+
+        from ebrm import qe as qe_mod
+        from ebrm import tagger as tagger_mod
+
+        path = Path(path)
+        manifest = read_manifest(path, FORMAT, FORMAT_VERSION, "EBRM model", ModelFileError)
+        files = manifest.get("files", {})
+        for f in FILES:
+            fp = path / f
+            if not fp.is_file():
+                raise ModelFileError(f"{path}: missing file {f}")
+            if verify and sha256_file(fp) != files.get(f):
+                raise ModelFileError(f"{fp}: checksum mismatch (corrupt or edited file)")
+        try:
+            with np.load(path / "weights.npz", allow_pickle=False) as z:
+                arrays = {k: torch.from_numpy(z[k].copy()) for k in z.files}
+        except Exception as e:
+            raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
+        vocab = CharVocab(read_lines(path / "chars.txt"))
+        lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
+        tnet = tagger_mod.build_net(len(vocab), **manifest.get("tagger", {}))
+        qnet = qe_mod.build_net(len(vocab), **manifest.get("qe", {}))
+        for prefix, net in (("tagger.", tnet), ("qe.", qnet)):
+            sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+            try:
+                net.load_state_dict(sub)
+            except RuntimeError as e:
+                raise ModelFileError(f"{path}: weights do not fit the network "
+                                     f"({str(e).splitlines()[0]})") from None
+        model_id = manifest.get("model_id", "")
+        if cache is True:
+            cache = default_cache_dir() / f"ebrm-qe-{model_id}.sqlite"
+        qc = QECache(cache if cache else None, model_id)
+        return cls(tagger_mod.Tagger(tnet, vocab, lexicon), qe_mod.QEModel(qnet, vocab),
+                   manifest, qc)

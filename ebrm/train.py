@@ -1,0 +1,329 @@
+"""Training the shipped EBRM model from the shared data, in three stages on this CPU:
+
+1. the entity tagger on the Taobao NER *train* sets (a hash-chosen 5% of them picks the epoch);
+2. QE pretraining: the cross-encoder on QE pairs generated from the gold tags (ebrm/qedata.py);
+3. end-to-end fine-tuning on query–item labels (the e-commerce pairs of deepbow/datasets.py)
+   through the soft logic: P(label ≥ 1) = sat, P(label = 2) = sat · ok, binary cross-entropy on
+   both, gradients flowing through the t-norms into the cross-encoder.
+
+The t-norm family and the 0/1/2 thresholds are chosen on the validation split of the training
+titles' queries. The NER dev sets are never read here: they are the held-out evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deepbow.datasets import (
+    NER_TRAIN,
+    SPLITS,
+    Pair,
+    TaggedTitle,
+    ecommerce_pairs,
+    read_ner_raw,
+    shared_data_dir,
+    span_positions,
+    split_of,
+)
+from deepbow.metrics import auc, best_thresholds
+from deepbow.text import normalize
+from ebrm.charvocab import CharVocab
+from ebrm.lexicon import Entity, Lexicon
+from ebrm.model import EBRM
+from ebrm.qe import QEModel, build_net
+from ebrm.qedata import QEExample, qe_examples
+from ebrm.soft_logic import FAMILIES, soft_and, soft_or
+from ebrm.tagger import ENTITY_TYPES, tags_from_spans, train_tagger
+
+Log = Callable[[str], None]
+
+
+def gold_titles(files: Sequence[str], data_dir: Path) -> list[tuple[str, list[Entity], bool]]:
+    """(text, gold entities with spans, partially annotated?) for NER files; the brand/product
+    set tags only products and brands, so it is partial."""
+    out = []
+    for f in files:
+        partial = f.endswith(".bieos")
+        for text, tags in read_ner_raw(data_dir / f):
+            ents = [Entity(t, normalize(text[a:b]), a, b) for t, a, b in span_positions(tags)
+                    if normalize(text[a:b])]
+            out.append((text, ents, partial))
+    return out
+
+
+def lexicon_for(corpus: Sequence[str], data_dir: Path) -> Lexicon:
+    """Gazetteer words that occur in the training texts (the gazetteers are not shipped whole)."""
+    from deepbow.datasets import texts_containing
+
+    full = Lexicon.from_gazetteers(data_dir / "gazetteers")
+    seen = set(texts_containing(set(full.words), [normalize(t) for t in corpus]))
+    return Lexicon(sorted(seen & set(full.of_type("product"))),
+                   sorted(seen & set(full.of_type("brand"))))
+
+
+def _bce(p, y):
+    import torch
+
+    return torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), y)
+
+
+def pretrain_qe(qe: QEModel, examples: Sequence[QEExample], epochs: int, lr: float,
+                batch_size: int = 256, seed: int = 0, log: Log = print) -> None:
+    import torch
+
+    net = qe.net
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    steps = epochs * ((len(examples) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    for epoch in range(epochs):
+        net.train()
+        order = rng.permutation(len(examples))
+        total, t0 = 0.0, time.time()
+        for a in range(0, len(order), batch_size):
+            ex = [examples[i] for i in order[a:a + batch_size]]
+            logits = qe.logits([e.query for e in ex], [(e.type, e.entity) for e in ex])
+            y = torch.tensor([[max(e.s, 0.0), e.c] for e in ex], dtype=torch.float32)
+            m = torch.tensor([[float(e.s >= 0), 1.0] for e in ex], dtype=torch.float32)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, y, reduction="none") * m).sum() / m.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(ex)
+        log(f"QE pretraining epoch {epoch + 1}: loss {total / len(examples):.4f} "
+            f"({time.time() - t0:.0f} s)")
+    net.eval()
+
+
+def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Entity]],
+               family: str = "product"):
+    """Differentiable (sat, ok) for query–item pairs: one cross-encoder call per distinct
+    (query, entity) of the batch, then the soft logic."""
+    import torch
+
+    uniq: dict[tuple[str, tuple[str, str]], int] = {}
+    prod_rows, all_rows = [], []
+    for q, ents in zip(queries, lists, strict=True):
+        ids = [uniq.setdefault((q, (e.type, e.text)), len(uniq)) for e in ents]
+        all_rows.append(ids)
+        prod_rows.append([i for i, e in zip(ids, ents, strict=True) if e.type == "product"])
+    if uniq:
+        probs = torch.sigmoid(qe.logits([q for q, _ in uniq], [k for _, k in uniq]))
+    else:
+        probs = torch.zeros((0, 2))
+    s = torch.cat([probs[:, 0], torch.zeros(1)])
+    c = torch.cat([probs[:, 1], torch.ones(1)])
+
+    def pad(rows):
+        width = max((len(r) for r in rows), default=0)
+        out = torch.full((len(rows), width), len(uniq), dtype=torch.long)
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        return out
+
+    return soft_or(s[pad(prod_rows)], family), soft_and(c[pad(all_rows)], family)
+
+
+def finetune(qe: QEModel, pairs: Sequence[Pair], entities: dict[str, list[Entity]],
+             valid: Sequence[Pair], valid_entities: Callable[[Sequence[str]], list],
+             epochs: int, lr: float, batch_size: int = 64, seed: int = 0,
+             log: Log = print) -> None:
+    """End-to-end on QI labels through the soft logic; keeps the best epoch on validation."""
+    import torch
+
+    net = qe.net
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    best, best_state = qi_valid_auc(qe, valid, valid_entities), copy.deepcopy(net.state_dict())
+    log(f"fine-tuning: validation AUC before {best:.4f}")
+    for epoch in range(epochs):
+        net.train()
+        order = rng.permutation(len(pairs))
+        total, t0 = 0.0, time.time()
+        for a in range(0, len(order), batch_size):
+            batch = [pairs[i] for i in order[a:a + batch_size]]
+            sat, ok = qi_forward(qe, [normalize(p.query) for p in batch],
+                                 [entities[p.title] for p in batch])
+            y = torch.tensor([p.label for p in batch], dtype=torch.float32)
+            loss = _bce(sat, (y >= 1).float()) + _bce(sat * ok, (y == 2).float())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(batch)
+        net.eval()
+        v = qi_valid_auc(qe, valid, valid_entities)
+        log(f"fine-tuning epoch {epoch + 1}: loss {total / len(pairs):.4f}  validation AUC "
+            f"{v:.4f} ({time.time() - t0:.0f} s)")
+        if v > best:
+            best, best_state = v, copy.deepcopy(net.state_dict())
+    net.load_state_dict(best_state)
+    net.eval()
+
+
+def qi_scores(qe: QEModel, pairs: Sequence[Pair], lists: Sequence[Sequence[Entity]],
+              family: str = "product") -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for a in range(0, len(pairs), 256):
+            sat, ok = qi_forward(qe, [normalize(p.query) for p in pairs[a:a + 256]],
+                                 lists[a:a + 256], family)
+            out.append((sat * (1 + ok)).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def qi_valid_auc(qe: QEModel, valid: Sequence[Pair], entities_of) -> float:
+    """Mean of AUC(label ≥ 1) and AUC(label = 2) on the validation pairs."""
+    s = qi_scores(qe, valid, entities_of([p.title for p in valid]))
+    y = np.array([p.label for p in valid])
+    return (auc(s, y >= 1) + auc(s, y == 2)) / 2
+
+
+def default_split(text: str) -> str:
+    """"train", "valid" or "test": the query-disjoint split shared with DeepBoW training."""
+    b = split_of(text)
+    return next(name for name, r in SPLITS.items() if b in r)
+
+
+def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Sequence[str],
+                      lexicon: Lexicon, split: Callable[[str], str] = default_split,
+                      seed: int = 0, tagger_epochs: int = 6, qe_epochs: int = 3,
+                      ft_epochs: int = 2, qe_batch: int = 256, log: Log = print) -> EBRM:
+    """The three stages over tagged titles (text, gold entities, partially annotated?).
+    `split(text)` puts titles (for the tagger) and queries (for QE and QI) in train or valid."""
+    import torch
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    t_start = time.time()
+    vocab = CharVocab.build([*corpus, *(t for t, _, _ in gold)], ENTITY_TYPES)
+    log(f"{len(gold)} training titles, lexicon {len(lexicon.words)} words, "
+        f"{len(vocab)} characters")
+
+    # 1. tagger
+    held = [g for g in gold if split(g[0]) == "valid"]
+    examples = [(t, tags_from_spans(len(t), [(e.type, e.start, e.end) for e in ents]), partial)
+                for t, ents, partial in gold if split(t) != "valid"]
+    tagger = train_tagger(examples, vocab, lexicon, epochs=tagger_epochs, seed=seed,
+                          valid=[(t, e) for t, e, partial in held if not partial], log=log)
+
+    # 2. QE pretraining on pairs from gold tags (queries of the train split only)
+    tagged = [TaggedTitle(t, [(e.type, e.text) for e in ents]) for t, ents, _ in gold]
+    qe_ex = [e for e in qe_examples(tagged, seed=seed) if split(e.query) == "train"]
+    log(f"{len(qe_ex)} QE pretraining pairs")
+    qe = QEModel(build_net(len(vocab)), vocab)
+    pretrain_qe(qe, qe_ex, qe_epochs, lr=1e-3, batch_size=qe_batch, seed=seed, log=log)
+
+    # 3. end-to-end fine-tuning on QI labels
+    pairs = ecommerce_pairs(tagged, seed=seed)
+    train_pairs = [p for p in pairs if split(p.query) == "train"]
+    valid_pairs = [p for p in pairs if split(p.query) == "valid"]
+    gold_of = {t: ents for t, ents, _ in gold}
+    model = EBRM(tagger, qe, {"family": "product"})
+    finetune(qe, train_pairs, gold_of, valid_pairs, model.entities, ft_epochs, lr=3e-4,
+             batch_size=max(16, qe_batch // 4), seed=seed, log=log)
+
+    # family and thresholds on validation, with the tagger's entities (as at inference)
+    lists = model.entities([p.title for p in valid_pairs])
+    y = np.array([p.label for p in valid_pairs])
+    figures = {}
+    for fam in FAMILIES:
+        s = qi_scores(qe, valid_pairs, lists, fam)
+        figures[fam] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
+    family = max(FAMILIES, key=lambda f: figures[f])
+    s = qi_scores(qe, valid_pairs, lists, family)
+    thresholds = [float(x) for x in best_thresholds(s, y)]
+    log("validation AUC by t-norm family: "
+        + ", ".join(f"{f} {v:.4f}" for f, v in figures.items()) + f" → {family}; "
+        f"thresholds {thresholds}")
+    manifest = {"family": family, "thresholds": thresholds, "tagger": {}, "qe": {},
+                "training": {"seconds": round(time.time() - t_start), "seed": seed,
+                             "tagger_epochs": tagger_epochs, "qe_epochs": qe_epochs,
+                             "ft_epochs": ft_epochs, "qe_pairs": len(qe_ex),
+                             "qi_pairs": len(train_pairs), "titles": len(gold),
+                             "valid_auc_by_family": figures}}
+    return EBRM(tagger, qe, manifest)
+
+
+def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
+               tagger_epochs: int = 6, qe_epochs: int = 3, ft_epochs: int = 2,
+               log: Log = print) -> EBRM:
+    """The shipped recipe over the shared data; saves to `out` and returns the loaded model."""
+    from deepbow.train import default_corpus_and_words
+
+    t_start = time.time()
+    d = data_dir or shared_data_dir()
+    gold = gold_titles(NER_TRAIN, d)
+    corpus, _ = default_corpus_and_words(d)
+    model = train_from_titles(gold, corpus, lexicon_for(corpus, d), seed=seed,
+                              tagger_epochs=tagger_epochs, qe_epochs=qe_epochs,
+                              ft_epochs=ft_epochs, log=log)
+    model.manifest["training"]["seconds"] = round(time.time() - t_start)
+    model.save(out)
+    log(f"saved {out} in {time.time() - t_start:.0f} s")
+    return EBRM.load(out, cache=False)
+
+
+def validation_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]:
+    """The e-commerce pairs of the training titles whose queries fall in the valid split."""
+    d = data_dir or shared_data_dir()
+    tagged = [TaggedTitle(t, [(e.type, e.text) for e in ents])
+              for t, ents, _ in gold_titles(NER_TRAIN, d)]
+    return [p for p in ecommerce_pairs(tagged, seed=seed) if split_of(p.query) in SPLITS["valid"]]
+
+
+def calibrate_hybrid(model: EBRM, deepbow_model, out: str | Path, data_dir: Path | None = None,
+                     log: Log = print) -> dict:
+    """Fit the hybrid's β and thresholds on validation pairs and store them in the EBRM model."""
+    from ebrm.hybrid import fit_hybrid
+
+    valid = validation_pairs(data_dir)
+    pairs = [(p.query, p.title) for p in valid]
+    cfg = fit_hybrid(deepbow_model.score_pairs(pairs), model.score_pairs(pairs),
+                     [p.label for p in valid])
+    cfg["deepbow_model_id"] = deepbow_model.model_id
+    log(f"hybrid: β {cfg['beta']} (validation AUC {cfg['valid_auc_by_beta'][str(cfg['beta'])]:.4f}"
+        f"), thresholds {cfg['thresholds']}")
+    model.save(out, extra={"hybrid": cfg})
+    return cfg
+
+
+def tagger_figures(ebrm_path: str | Path | None = None, data_dir: Path | None = None) -> dict:
+    """{dev file: {"tagger"|"gazetteer": {type: (P, R, F1)}}} on the NER dev sets. The
+    brand/product set is scored on products and brands only (all it annotates); the gazetteer
+    baseline uses the full gazetteer files and knows products and brands only."""
+    import deepbow
+    from deepbow.datasets import NER_DEV
+    from ebrm.charvocab import norm_chars
+    from ebrm.tagger import entity_prf
+
+    d = data_dir or shared_data_dir()
+    model = deepbow.load_ebrm(ebrm_path, cache=None)
+    gaz = Lexicon.from_gazetteers(d / "gazetteers")
+    out = {}
+    for f in NER_DEV:
+        gold = gold_titles([f], d)
+        types = ("product", "brand") if f.endswith(".bieos") else ENTITY_TYPES
+        texts = [t for t, _, _ in gold]
+
+        def keep(lists, types=types):
+            return [[e for e in ents if e.type in types] for ents in lists]
+
+        g = keep([ents for _, ents, _ in gold])
+        res = {"tagger": entity_prf(g, keep(model.entities(texts)), types)}
+        gp = [[e for e in ents if e.type in ("product", "brand")] for ents in g]
+        res["gazetteer"] = entity_prf(gp, [gaz.longest_match(norm_chars(t)) for t in texts],
+                                      ("product", "brand"))
+        res["tagger-pb"] = entity_prf(gp, keep(model.entities(texts), ("product", "brand")),
+                                      ("product", "brand"))
+        out[Path(f).name] = res
+    return out

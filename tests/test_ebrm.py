@@ -1,0 +1,288 @@
+"""EBRM: tagger decoding, lexicon, QE cache, soft-logic scoring, explain, hybrid, model files.
+
+A tiny EBRM is trained here on synthetic titles whose entities are known (brand + filler +
+product + filler), with the real training code, in a few seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepbow.errors import InputError, ModelFileError
+from ebrm.cache import QECache
+from ebrm.lexicon import Entity, Lexicon
+from ebrm.model import EBRM, EntityTable
+from ebrm.tagger import ALLOWED, END_OK, N_TAGS, START_OK, TAGS, spans_from_tags, viterbi
+from tests.conftest import FILLERS, synthetic_gold
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_ebrm_dir):
+    return EBRM.load(tiny_ebrm_dir, cache=None), tiny_ebrm_dir
+
+
+# -- tagger decoding ------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 30), st.integers(0, 10_000))
+def test_viterbi_always_gives_valid_bioes(n, seed):
+    logp = np.random.default_rng(seed).normal(size=(n, N_TAGS))
+    path = viterbi(logp)
+    assert len(path) == n and START_OK[path[0]] and END_OK[path[-1]]
+    assert all(ALLOWED[a, b] for a, b in zip(path, path[1:], strict=False))
+    ents = spans_from_tags("x" * n, path)
+    n_open = sum(TAGS[t][0] in "BS" for t in path)
+    assert len(ents) == n_open  # every entity opened is closed
+
+
+def test_spans_from_tags():
+    tags = [TAGS.index(t) for t in ("B-brand", "E-brand", "O", "S-product", "B-model",
+                                    "I-model", "E-model")]
+    ents = spans_from_tags("华为新机x12", tags)
+    assert [(e.type, e.text, e.start, e.end) for e in ents] == [
+        ("brand", "华为", 0, 2), ("product", "机", 3, 4), ("model", "x12", 4, 7)]
+
+
+def test_lexicon_longest_match():
+    lex = Lexicon(["手机", "手机壳", "鼠标垫"], ["华为", "手机"])
+    ents = lex.longest_match("华为手机壳鼠标垫")
+    assert [(e.type, e.text, e.start) for e in ents] == [
+        ("brand", "华为", 0), ("product", "手机壳", 2), ("product", "鼠标垫", 5)]
+    assert lex.words["手机"] == "product"  # listed as both: read as a product
+    f = lex.features("华为手机壳")
+    assert f.shape == (5, 8) and f[:, 4].sum() == 1 and f[2, 0] == 1
+
+
+# -- the tiny model ---------------------------------------------------------------------------
+def test_tagger_finds_synthetic_entities(tiny):
+    model, _ = tiny
+    gold = synthetic_gold(7, 40)
+    pred = model.entities([t for t, _, _ in gold])
+    from ebrm.tagger import entity_prf
+
+    f1 = entity_prf([g for _, g, _ in gold], pred)["all"][2]
+    assert f1 > 0.8, f1
+
+
+def test_scores_follow_the_logic(tiny):
+    model, _ = tiny
+    s = model.score("华为手机", ["华为新款手机防摔", "小米新款手机防摔", "华为新款手机壳防摔",
+                              "罗技正品鼠标垫包邮"])
+    assert s[0] > s[1] > s[3] and s[0] > s[2], s
+    assert np.all((s >= 0) & (s <= 2))
+
+
+def test_explain_equals_score(tiny):
+    model, _ = tiny
+    title = "华为新款手机防摔"
+    ex = model.explain("华为手机", title)
+    assert ex.score == pytest.approx(model.score("华为手机", [title])[0], abs=1e-12)
+    assert ex.score == pytest.approx(ex.sat * (1 + ex.ok), abs=1e-12)
+    prods = [r.s for r in ex.rows if r.type == "product"]
+    assert ex.sat == pytest.approx(1 - np.prod([1 - x for x in prods]), abs=1e-9)
+    assert ex.ok == pytest.approx(np.prod([r.c for r in ex.rows]), abs=1e-9)
+    assert {r.type for r in ex.rows} >= {"brand", "product"}
+
+
+def test_bad_input(tiny):
+    model, _ = tiny
+    with pytest.raises(InputError, match="empty title"):
+        model.explain("手机", "  ")
+    with pytest.raises(InputError, match="empty query"):
+        model.score("", ["华为手机"])
+    ex = model.explain("手机", "!!!")
+    assert ex.score == 0 and "no product entity" in ex.notes[0]
+    assert model.score("手机", []).shape == (0,)
+    import deepbow
+
+    with pytest.raises(InputError, match="unknown scorer"):
+        deepbow.load_scorer("bm42")
+
+
+def test_table_scoring_matches_training_forward(tiny):
+    """The numpy soft logic at inference and the torch one used in fine-tuning agree."""
+    import torch
+
+    from ebrm.train import qi_forward
+
+    model, _ = tiny
+    titles = ["华为新款手机防摔", "小米超薄鼠标垫夏季", "罗技2024耳机正品"]
+    score, sat, ok = model.score_table("华为手机", model.table(titles))
+    with torch.inference_mode():
+        tsat, tok = qi_forward(model.qe, ["华为手机"] * 3, model.entities(titles))
+    assert np.allclose(sat, tsat.numpy(), atol=1e-5) and np.allclose(ok, tok.numpy(), atol=1e-5)
+
+
+def test_entity_table_padding_is_neutral():
+    t = EntityTable([[Entity("brand", "a")], [], [Entity("product", "p"), Entity("brand", "a")]])
+    assert t.keys == [("brand", "a"), ("product", "p")]
+    assert t.prod.shape == (3, 1) and t.prod[0, 0] == 2 and t.prod[2, 0] == 1
+
+
+# -- cache --------------------------------------------------------------------------------------
+def test_cache_hits_and_persists(tiny, tmp_path):
+    model, path = tiny
+    db = tmp_path / "qe.sqlite"
+    m = EBRM.load(path, cache=db)
+    titles = ["华为新款手机防摔", "华为正品手机壳超薄", "小米新款手机防摔"]
+    first = m.score("华为手机", titles)
+    st1 = m.cache.stats()
+    assert st1["misses"] > 0 and st1["hits"] == 0 and st1["entries"] == st1["misses"]
+    calls = []
+    orig = m.qe.predict
+    m.qe.predict = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    again = m.score("华为手机", titles)
+    assert not calls and np.array_equal(first, again) and m.cache.hits >= st1["misses"]
+    m.cache.close()
+    m2 = EBRM.load(path, cache=db)  # a new process: read from disk
+    m2.qe.predict = lambda *a, **k: pytest.fail("cross-encoder ran on a warm cache")
+    assert np.array_equal(m2.score("华为手机", titles), first)
+    assert m2.cache.stats()["hit_rate"] == 1.0
+
+
+def test_cache_shared_by_titles_with_the_same_entity(tiny):
+    model, path = tiny
+    m = EBRM.load(path, cache=None)
+    titles = [f"华为{f}手机{g}" for f in FILLERS for g in FILLERS if f != g]
+    m.score("华为手机", titles)
+    assert m.cache.misses == len(m.table(titles).keys) < len(titles)
+
+
+def test_cache_invalidated_when_the_model_changes(tmp_path):
+    db = tmp_path / "qe.sqlite"
+    c = QECache(db, "model-a")
+    c.store("手机", [(("product", "手机"), 0.9, 1.0)])
+    c.close()
+    c = QECache(db, "model-a")
+    assert c.lookup("手机", [("product", "手机")])[0][0] == (0.9, 1.0)
+    c.close()
+    c = QECache(db, "model-b")
+    assert c.invalidated and c.stats()["entries"] == 0
+    assert c.lookup("手机", [("product", "手机")])[1] == [0]
+    c.clear()
+    assert c.stats()["entries"] == 0
+
+
+# -- model files and hybrid ------------------------------------------------------------------
+def test_save_load_round_trip_and_corruption(tiny, tmp_path):
+    import shutil
+
+    model, path = tiny
+    titles = ["华为新款手机防摔", "小米超薄鼠标垫夏季"]
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    assert np.array_equal(EBRM.load(copy, cache=None).score("华为手机", titles),
+                          model.score("华为手机", titles))
+    with open(copy / "weights.npz", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"garbage")
+    with pytest.raises(ModelFileError, match="checksum"):
+        EBRM.load(copy, cache=None)
+    with pytest.raises(ModelFileError, match="no EBRM model"):
+        EBRM.load(tmp_path / "nowhere", cache=None)
+
+
+def test_hybrid_combines_and_explains(tiny, tiny_model, tmp_path):
+    from ebrm.hybrid import Hybrid, fit_hybrid
+
+    model, _ = tiny
+    titles = ["华为新款手机防摔", "小米新款手机防摔", "华为新款手机壳防摔"]
+    d, e = tiny_model.score("华为手机", titles), model.score("华为手机", titles)
+    cfg = fit_hybrid(d, e, [2, 1, 0])
+    model.manifest["hybrid"] = {**cfg, "deepbow_model_id": tiny_model.model_id}
+    h = Hybrid(tiny_model, model)
+    s = h.score("华为手机", titles)
+    assert np.allclose(s, e + cfg["beta"] * d / cfg["deepbow_scale"])
+    ex = h.explain("华为手机", titles[0])
+    assert ex.score == pytest.approx(ex.ebrm.score + ex.beta * ex.deepbow.score / ex.deepbow_scale)
+    model.manifest["hybrid"]["deepbow_model_id"] = "someone-else"
+    with pytest.raises(ModelFileError, match="calibrated against"):
+        Hybrid(tiny_model, model)
+    del model.manifest["hybrid"]
+
+
+# -- command line ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hybrid_dir(tiny, tiny_model, tmp_path_factory):
+    """The tiny EBRM with a hybrid calibration against the tiny DeepBoW model."""
+    from ebrm.hybrid import fit_hybrid
+
+    model, _ = tiny
+    titles = ["华为新款手机防摔", "小米新款手机防摔", "华为新款手机壳防摔", "罗技正品鼠标垫包邮"]
+    cfg = fit_hybrid(tiny_model.score("华为手机", titles), model.score("华为手机", titles),
+                     [2, 1, 0, 0])
+    path = tmp_path_factory.mktemp("hyb") / "ebrm"
+    model.save(path, extra={"hybrid": {**cfg, "deepbow_model_id": tiny_model.model_id}})
+    return path
+
+
+def test_cli_entities_explain_score_eval(hybrid_dir, tiny_model_dir, tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    monkeypatch.setenv("DEEPBOW_CACHE", str(tmp_path / "cache"))
+    run = CliRunner().invoke
+    opts = ["--model", str(tiny_model_dir), "--ebrm-model", str(hybrid_dir)]
+    r = run(main, ["entities", "华为新款手机防摔", "--ebrm-model", str(hybrid_dir), "--json"])
+    assert r.exit_code == 0, r.output
+    ents = json.loads(r.output.splitlines()[0])["entities"]
+    assert {"type": "product", "text": "手机"} in [{k: e[k] for k in ("type", "text")}
+                                                  for e in ents]
+    r = run(main, ["explain", "华为手机", "华为新款手机防摔", "--scorer", "ebrm", *opts])
+    assert r.exit_code == 0 and "must match (OR)" in r.output and "sat = OR" in r.output
+    r = run(main, ["explain", "华为手机", "华为新款手机防摔", "--scorer", "hybrid", *opts])
+    assert r.exit_code == 0 and "EBRM part" in r.output and "DeepBoW part" in r.output
+    r = run(main, ["explain", "华为手机", "华为新款手机防摔", "--scorer", "bm42", *opts])
+    assert r.exit_code != 0 and "unknown scorer" in r.output
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [("华为手机", "华为新款手机防摔", 2), ("华为手机", "小米新款手机防摔", 1),
+            ("华为手机", "华为新款手机壳防摔", 0), ("手机", "罗技正品鼠标垫包邮", 0),
+            ("手机", "小米正品手机超薄", 2)]
+    pairs.write_text("".join(json.dumps({"query": q, "title": t, "label": y},
+                                        ensure_ascii=False) + "\n" for q, t, y in rows),
+                     encoding="utf-8")
+    for scorer in ("ebrm", "hybrid"):
+        out = tmp_path / f"{scorer}.jsonl"
+        r = run(main, ["score", "--pairs", str(pairs), "--out", str(out), "--scorer", scorer,
+                       *opts])
+        assert r.exit_code == 0, r.output
+        got = [json.loads(x) for x in out.read_text().splitlines()]
+        assert len(got) == 5 and all(g["label"] in (0, 1, 2) for g in got)
+    r = run(main, ["eval", "--pairs", str(pairs), "--scorer", "all", "--json", *opts])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output.splitlines()[0])["all"]
+    assert set(res) == {"deepbow", "ebrm", "hybrid", "bm25"}
+    assert "f1_label1" in res["ebrm"] and "auc_1v0" in res["ebrm"]
+
+
+def test_cli_cache_stats_warm_clear(tiny, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    _, path = tiny
+    run = CliRunner().invoke
+    db = tmp_path / "qe.sqlite"
+    opts = ["--ebrm-model", str(path), "--cache", str(db)]
+    (tmp_path / "q.txt").write_text("华为手机\n手机\n", encoding="utf-8")
+    (tmp_path / "cat.jsonl").write_text(
+        "".join(json.dumps({"id": str(i), "title": t}, ensure_ascii=False) + "\n"
+                for i, t in enumerate(["华为新款手机防摔", "小米新款手机防摔", "罗技鼠标垫"])),
+        encoding="utf-8")
+    r = run(main, ["ebrm", "cache", "warm", "--queries", str(tmp_path / "q.txt"),
+                   "--titles", str(tmp_path / "cat.jsonl"), *opts])
+    assert r.exit_code == 0 and "new QE judgements" in r.output, r.output
+    r = run(main, ["ebrm", "cache", "stats", "--json", *opts])
+    st = json.loads(r.output)
+    assert st["queries"] == 2 and st["entries"] > 0 and st["bytes"] > 0
+    r = run(main, ["ebrm", "cache", "clear", *opts])
+    assert r.exit_code == 0
+    r = run(main, ["ebrm", "cache", "stats", "--json", *opts])
+    assert json.loads(r.output)["entries"] == 0
