@@ -129,6 +129,22 @@ class Catalogue:
         self.model = model
         self.stores = {s.uid: SegmentStore(self.path, s.uid) for s in index.segments}
         self._id_map: dict[str, int] | None = None
+        self._editor = None
+        self.version = 0  # bumped by every change of the postings (edits recompile on it)
+        self.ebrm = None  # an EBRM model, attached for entity views (attach_ebrm)
+
+    @property
+    def editor(self):
+        """The weight editor of this catalogue (index/editor.py); its journal is
+        `<index>/edits.jsonl`, applied to every search and explain."""
+        if self._editor is None:
+            from index.editor import Editor
+
+            self._editor = Editor(self)
+        return self._editor
+
+    def edits(self):
+        return self.editor.compiled()
 
     # -- building and opening ---------------------------------------------------------------
     @classmethod
@@ -217,8 +233,11 @@ class Catalogue:
         return len(ids)
 
     def compact(self) -> None:
-        """Fold segments and deletions into one segment (no re-encoding)."""
+        """Fold segments, deletions and per-item weight edits into one segment (no
+        re-encoding). The journal is kept: the folded edits are recorded in the manifest, so an
+        undo later restores the word's original weight."""
         with dir_lock(self.path):
+            self._fold_item_edits()
             alive = [it for seg in self.index.segments
                      for i, it in enumerate(self.stores[seg.uid].items())
                      if seg.doc_base + i not in self.index.deleted]
@@ -229,7 +248,65 @@ class Catalogue:
             self._id_map = None
             self._write_manifest()
 
+    def doc_vector(self, doc: int) -> dict[int, int]:
+        """Every stored (term id → code) of one doc, read back from the postings."""
+        seg, local = self._locate(doc)
+        pos = np.nonzero(np.asarray(seg.docs) == local)[0]
+        terms = np.searchsorted(np.asarray(seg.indptr), pos, side="right") - 1
+        return {int(t): int(seg.impacts[p]) for t, p in zip(terms, pos, strict=True)}
+
+    def _fold_item_edits(self) -> None:
+        from scipy import sparse
+
+        edits = self.edits()
+        if not edits.overlay:
+            return
+        folded = dict(self.index.meta.get("folded_edits", {}))
+        vocab = self.model.vocab
+        by_doc_words = {}
+        for (item, word), _ in edits.state.doc_weights.items():
+            by_doc_words.setdefault(item, []).append(word)
+        for key in folded:
+            item, word = key.split("\t", 1)
+            by_doc_words.setdefault(item, []).append(word)
+        ids = self.id_map()
+        docs, rows, items = [], [], []
+        for doc, over in sorted(edits.overlay.items()):
+            if doc in self.index.deleted:
+                continue
+            vec = self.doc_vector(doc)
+            item = self.item(doc)
+            for word in set(by_doc_words.get(item["id"], ())):
+                t = vocab.word_id(word)
+                if t not in over:
+                    continue
+                key = f"{item['id']}\t{word}"
+                original = folded.get(key, {}).get("original", vec.get(t, 0))
+                if over[t] == original:
+                    folded.pop(key, None)
+                else:
+                    folded[key] = {"code": over[t], "original": original}
+                vec[t] = over[t]
+            vec = {t: c for t, c in vec.items() if c > 0}
+            docs.append(doc)
+            items.append(item)
+            rows.append(vec)
+        n = self.index.n_terms
+        indptr = np.cumsum([0] + [len(r) for r in rows])
+        cols = np.array([t for r in rows for t in sorted(r)], np.int64)
+        vals = np.array([r[t] for r in rows for t in sorted(r)], np.uint8)
+        self.index.delete(docs)
+        nums = self.index.add(sparse.csr_matrix((vals, cols, indptr), shape=(len(rows), n)))
+        if len(nums):
+            uid = self.index.segments[-1].uid
+            SegmentStore.write(self.path, uid, items)
+            self.stores[uid] = SegmentStore(self.path, uid)
+            for it, num in zip(items, nums.tolist(), strict=True):
+                ids[it["id"]] = num
+        self.index.meta["folded_edits"] = folded
+
     def _write_manifest(self) -> None:
+        self.version += 1
         names = [n for s in self.index.segments for n in self.stores[s.uid].names()]
         self.index.write_into(self.path, {"files": names})
 
@@ -249,17 +326,37 @@ class Catalogue:
         return result
 
     def search(self, query: str, k: int = 10, filters: dict | None = None,
-               matched_words: int = 3) -> list[Hit]:
-        return self.batch_search([query], k, filters, matched_words)[0]
+               matched_words: int = 3, edits=None) -> list[Hit]:
+        return self.batch_search([query], k, filters, matched_words, edits=edits)[0]
 
     def batch_search(self, queries: Sequence[str], k: int = 10, filters: dict | None = None,
-                     matched_words: int = 3, progress=None) -> list[list[Hit]]:
+                     matched_words: int = 3, progress=None, edits=None) -> list[list[Hit]]:
+        """Exact top-k with the edit journal applied (edits: a CompiledEdits to use instead,
+        e.g. to preview an edit). Products with per-item edits are scored beside the walk."""
+        edits = edits if edits is not None else self.edits()
         mask = self.index.mask_for(self.filter_bitmap(filters))
+        side = np.zeros(0, np.int64)
+        if edits.overlay:
+            full = mask.copy() if mask.size else np.ones(self.index.n_docs, np.uint8)
+            odocs = np.array(sorted(edits.overlay), np.int64)
+            odocs = odocs[odocs < self.index.n_docs]
+            side = odocs[full[odocs] == 1]
+            full[odocs] = 0
+            mask = full
         qvecs = self.model.encode(list(queries), "query")
         out = []
         for qv in qvecs:
+            qv = edits.edit_query(qv)
             docs, ints = self.index.search_codes(qv.ids, qv.codes, k, mask=mask)
-            out.append([self._hit(qv, int(d), int(s), matched_words)
+            if side.size and k > 0:
+                extra = np.array([int(self._contributions(qv, int(d), edits)[1].sum())
+                                  for d in side], np.int64)
+                pos = extra > 0
+                docs = np.concatenate([docs, side[pos]])
+                ints = np.concatenate([ints, extra[pos]])
+                order = np.lexsort((docs, -ints))[:k]
+                docs, ints = docs[order], ints[order]
+            out.append([self._hit(qv, int(d), int(s), matched_words, edits)
                         for d, s in zip(docs, ints, strict=True)])
             if progress is not None:
                 progress(1)
@@ -271,8 +368,9 @@ class Catalogue:
                 return seg, doc - seg.doc_base
         raise KeyError(doc)
 
-    def doc_codes(self, doc: int, term_ids: np.ndarray) -> np.ndarray:
-        """The stored title codes of `doc` for the given terms (0 where absent)."""
+    def doc_codes(self, doc: int, term_ids: np.ndarray, edits=None) -> np.ndarray:
+        """The title codes of `doc` for the given terms (0 where absent): the stored ones,
+        or the edited ones where an operator set them (edits: CompiledEdits)."""
         seg, local = self._locate(doc)
         out = np.zeros(len(term_ids), np.int64)
         for j, t in enumerate(np.asarray(term_ids).tolist()):
@@ -281,18 +379,27 @@ class Catalogue:
                 p = a + int(np.searchsorted(seg.docs[a:b], local))
                 if p < b and seg.docs[p] == local:
                     out[j] = seg.impacts[p]
+        over = edits.overlay.get(doc) if edits is not None else None
+        if over:
+            for j, t in enumerate(np.asarray(term_ids).tolist()):
+                if t in over:
+                    out[j] = over[t]
         return out
 
-    def _contributions(self, qv: SparseVector, doc: int) -> tuple[np.ndarray, np.ndarray]:
-        """The doc's stored codes for the query's terms, and each term's integer contribution."""
-        dcodes = self.doc_codes(doc, qv.ids)
+    def _contributions(self, qv: SparseVector, doc: int, edits=None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The doc's codes for the query's terms, and each term's integer contribution."""
+        dcodes = self.doc_codes(doc, qv.ids, edits)
         return dcodes, qv.codes.astype(np.int64) * dcodes
 
-    def _hit(self, qv: SparseVector, doc: int, score_int: int, n_words: int) -> Hit:
+    def item(self, doc: int) -> dict:
         seg, local = self._locate(doc)
-        item = self.stores[seg.uid].item(local)
+        return self.stores[seg.uid].item(local)
+
+    def _hit(self, qv: SparseVector, doc: int, score_int: int, n_words: int, edits=None) -> Hit:
+        item = self.item(doc)
         scale = qv.scale * self.index.scale
-        _, contrib = self._contributions(qv, doc)
+        _, contrib = self._contributions(qv, doc, edits)
         order = np.argsort(-contrib, kind="stable")[:n_words]
         matched = [(qv.words[i], float(contrib[i] * scale)) for i in order if contrib[i] > 0]
         fields = {k: v for k, v in item.items() if k not in ("id", "title")}
@@ -305,11 +412,11 @@ class Catalogue:
         doc = self.id_map().get(item_id)
         if doc is None:
             raise InputError(f"unknown id {item_id!r}")
-        qv = self.model.encode([query], "query")[0]
-        dcodes, contrib = self._contributions(qv, doc)
+        edits = self.edits()
+        qv = edits.edit_query(self.model.encode([query], "query")[0])
+        dcodes, contrib = self._contributions(qv, doc, edits)
         scale = qv.scale * self.index.scale
-        seg, local = self._locate(doc)
-        item = self.stores[seg.uid].item(local)
+        item = self.item(doc)
         rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * self.index.scale),
                          float(contrib[i] * scale), bool(qv.expanded[i]), False)
                 for i in np.nonzero(dcodes)[0]]

@@ -320,9 +320,8 @@ class InvertedIndex:
                     "files": files}
         with atomic_open(folder / "manifest.json") as fh:
             json.dump(manifest, fh, ensure_ascii=False, indent=2)
-        for p in folder.iterdir():  # files of older generations
-            if p.is_file() and p.name != "manifest.json" and p.name not in files \
-                    and not p.name.startswith("."):
+        for p in folder.iterdir():  # our files of older generations (not the edit journal)
+            if p.is_file() and p.name.startswith(("seg-", "deleted-")) and p.name not in files:
                 p.unlink()
         return manifest
 
