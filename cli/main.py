@@ -637,8 +637,11 @@ def ebrm() -> None:
 @click.option("--tagger-epochs", type=int, default=6, show_default=True)
 @click.option("--qe-epochs", type=int, default=3, show_default=True)
 @click.option("--ft-epochs", type=int, default=2, show_default=True)
+@click.option("--tagger-from", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Keep the tagger of this EBRM directory instead of training one.")
 @handle_errors
-def ebrm_train(out_dir, data_dir, deepbow_path, tagger_epochs, qe_epochs, ft_epochs):
+def ebrm_train(out_dir, data_dir, deepbow_path, tagger_epochs, qe_epochs, ft_epochs,
+               tagger_from):
     """Train the tagger, pretrain the QE cross-encoder, fine-tune through the soft logic, then
     calibrate the hybrid with DeepBoW (see the README for the shipped recipe)."""
     import time
@@ -649,7 +652,7 @@ def ebrm_train(out_dir, data_dir, deepbow_path, tagger_epochs, qe_epochs, ft_epo
         click.echo(f"{time.strftime('%H:%M:%S')} {msg}", err=True)
 
     model = train_ebrm(out_dir, data_dir, tagger_epochs=tagger_epochs, qe_epochs=qe_epochs,
-                       ft_epochs=ft_epochs, log=log)
+                       ft_epochs=ft_epochs, tagger_from=tagger_from, log=log)
     calibrate_hybrid(model, load_model(deepbow_path), out_dir, data_dir, log=log)
 
 
@@ -755,6 +758,298 @@ def ebrm_cache_clear(ebrm_path, cache_path):
     n = model.cache.stats()["entries"]
     model.cache.clear()
     click.echo(f"cleared {n} entries from {model.cache.path}", err=True)
+
+
+# -- weight editing ---------------------------------------------------------------------------
+@main.group()
+def weights() -> None:
+    """Inspect and hand-edit word weights and entity judgements of an index, journalled in
+    INDEX_DIR/edits.jsonl and applied at once to search and explain (no rebuild)."""
+
+
+def edit_options(fn, sample: bool = True):
+    fn = click.option("--by", default=None, help="Who edits (default: the OS user).")(fn)
+    fn = click.option("--reason", default="", help="Why, for the journal.")(fn)
+    if sample:
+        fn = click.option("--query", "sample_query", default=None,
+                          help="Show this query's top-k before and after the edit.")(fn)
+        fn = click.option("-k", "k", type=int, default=5, show_default=True)(fn)
+    return model_option(fn)
+
+
+def entity_edit_options(fn):
+    return edit_options(fn, sample=False)
+
+
+def print_edit(rec: dict) -> None:
+    from index.edits import describe
+
+    click.echo(f"#{rec['seq']} {describe(rec)}   by {rec['by']} at {rec['ts']}"
+               + (f"   ({rec['reason']})" if rec["reason"] else ""))
+    fig = rec.get("figures", {})
+    for k, v in fig.items():
+        if k not in ("query", "before", "after"):
+            click.echo(f"  {k}: {v}")
+    if "before" in fig:
+        before = {h["id"]: (i, h["score"]) for i, h in enumerate(fig["before"], 1)}
+        click.echo(f"  query {fig['query']!r}: rank  before → after")
+        for i, h in enumerate(fig["after"], 1):
+            b = before.get(h["id"])
+            was = f"{b[0]:>2}. {b[1]:.4f}" if b else "   (not in top)"
+            click.echo(f"    {h['id']:<16} {was} → {i:>2}. {h['score']:.4f}")
+        for hid, (i, sc) in before.items():
+            if hid not in {h["id"] for h in fig["after"]}:
+                click.echo(f"    {hid:<16} {i:>2}. {sc:.4f} → (out of top)")
+
+
+def run_edit(index_dir, model_path, fn_name: str, *args, **kwargs) -> None:
+    cat = open_catalogue(index_dir, model_path)
+    print_edit(getattr(cat.editor, fn_name)(*args, **kwargs))
+
+
+@weights.command("show")
+@index_dir
+@click.argument("item_id")
+@click.argument("query", required=False)
+@model_option
+@json_option
+@handle_errors
+def weights_show(index_dir, item_id, query, model_path, as_json):
+    """ITEM_ID's words and weights as search sees them (edits applied), or with QUERY its
+    score word by word."""
+    cat = open_catalogue(index_dir, model_path)
+    if query:
+        ex = cat.explain(query, item_id)
+        if as_json:
+            emit_json({"score": ex.score, "matches": [r.__dict__ for r in ex.rows]})
+        else:
+            print_word_explanation(query, ex.title, ex)
+        return
+    doc = cat.id_map().get(item_id)
+    if doc is None:
+        raise click.ClickException(f"unknown id {item_id!r}")
+    edits = cat.edits()
+    vec = cat.doc_vector(doc)
+    vec.update(edits.overlay.get(doc, {}))
+    vocab = cat.model.vocab
+    rows = sorted(((vocab.term_name(t), c * cat.index.scale, t in edits.overlay.get(doc, {}))
+                   for t, c in vec.items() if c > 0), key=lambda r: -r[1])
+    if as_json:
+        emit_json({"id": item_id, "words": [{"word": w, "weight": x, "edited": e}
+                                            for w, x, e in rows]})
+        return
+    click.echo(f"{item_id}: {cat.item(doc)['title']}")
+    for w, x, e in rows:
+        click.echo(f"  {w:<16} {x:8.4f}{'  (edited)' if e else ''}")
+
+
+@weights.command("set")
+@index_dir
+@click.argument("item_id")
+@click.argument("word")
+@click.argument("weight", type=float)
+@click.option("--create", is_flag=True, help="Allow a word outside the vocabulary.")
+@edit_options
+@handle_errors
+def weights_set(index_dir, item_id, word, weight, create, by, reason, sample_query, k,
+                model_path):
+    """Set WORD's title weight in one product (0 removes it; a new word is added)."""
+    run_edit(index_dir, model_path, "set_weight", item_id, word, weight, by=by, reason=reason,
+             create=create, query=sample_query, k=k)
+
+
+@weights.command("scale")
+@index_dir
+@click.argument("word")
+@click.argument("factor", type=float)
+@click.option("--create", is_flag=True, help="Allow a word outside the vocabulary.")
+@edit_options
+@handle_errors
+def weights_scale(index_dir, word, factor, create, by, reason, sample_query, k, model_path):
+    """Multiply WORD's weight everywhere by FACTOR (boost > 1, damp < 1)."""
+    run_edit(index_dir, model_path, "scale", word, factor, by=by, reason=reason, create=create,
+             query=sample_query, k=k)
+
+
+@weights.command("ban")
+@index_dir
+@click.argument("word")
+@click.option("--create", is_flag=True, help="Allow a word outside the vocabulary.")
+@edit_options
+@handle_errors
+def weights_ban(index_dir, word, create, by, reason, sample_query, k, model_path):
+    """Give WORD weight 0 everywhere (undo to lift the ban)."""
+    run_edit(index_dir, model_path, "ban", word, by=by, reason=reason, create=create,
+             query=sample_query, k=k)
+
+
+@weights.command("link")
+@index_dir
+@click.argument("query_word")
+@click.argument("title_word")
+@click.option("--weight", type=float, default=1.0, show_default=True,
+              help="TITLE_WORD's query weight, as a fraction of QUERY_WORD's.")
+@click.option("--create", is_flag=True, help="Allow words outside the vocabulary.")
+@edit_options
+@handle_errors
+def weights_link(index_dir, query_word, title_word, weight, create, by, reason, sample_query,
+                 k, model_path):
+    """Let QUERY_WORD in a query also match TITLE_WORD in titles (a synonym link)."""
+    run_edit(index_dir, model_path, "link", query_word, title_word, weight, by=by,
+             reason=reason, create=create, query=sample_query, k=k)
+
+
+@weights.command("unlink")
+@index_dir
+@click.argument("query_word")
+@click.argument("title_word")
+@edit_options
+@handle_errors
+def weights_unlink(index_dir, query_word, title_word, by, reason, sample_query, k, model_path):
+    """Remove a synonym link."""
+    run_edit(index_dir, model_path, "unlink", query_word, title_word, by=by, reason=reason,
+             query=sample_query, k=k)
+
+
+@weights.command("pin")
+@index_dir
+@click.argument("query_pattern")
+@click.argument("entity_type")
+@click.argument("entity")
+@click.option("--s", "s", type=float, default=None, help="Pinned 'satisfies' in [0, 1].")
+@click.option("--c", "c", type=float, default=None, help="Pinned 'no conflict' in [0, 1].")
+@entity_edit_options
+@handle_errors
+def weights_pin(index_dir, query_pattern, entity_type, entity, s, c, by, reason, model_path):
+    """Pin EBRM's QE judgement for a query (or a glob such as '*手机*') and an entity."""
+    run_edit(index_dir, model_path, "pin", query_pattern, entity_type, entity, s=s, c=c, by=by,
+             reason=reason)
+
+
+@weights.command("rule")
+@index_dir
+@click.argument("category")
+@click.argument("entity_type")
+@click.argument("mode", type=click.Choice(["must_match", "ignore", "default"]))
+@entity_edit_options
+@handle_errors
+def weights_rule(index_dir, category, entity_type, mode, by, reason, model_path):
+    """Make ENTITY_TYPE must-match or ignored in products of CATEGORY ('*' = all)."""
+    run_edit(index_dir, model_path, "rule", category, entity_type, mode, by=by, reason=reason)
+
+
+@weights.command("undo")
+@index_dir
+@click.argument("seq", type=int)
+@edit_options
+@handle_errors
+def weights_undo(index_dir, seq, by, reason, sample_query, k, model_path):
+    """Switch edit #SEQ off (undo an undo to switch it back on)."""
+    run_edit(index_dir, model_path, "undo", seq, by=by, reason=reason, query=sample_query, k=k)
+
+
+@weights.command("log")
+@index_dir
+@model_option
+@json_option
+@handle_errors
+def weights_log(index_dir, model_path, as_json):
+    """Every edit, oldest first; undone ones are marked."""
+    from index.edits import Journal, replay
+
+    records = Journal(Path(index_dir) / "edits.jsonl").read()
+    active = replay(records).active
+    if as_json:
+        for r in records:
+            emit_json({**r, "active": r["seq"] in active})
+        return
+    if not records:
+        click.echo("no edits")
+    for r in records:
+        print_edit(r)
+        if r["seq"] not in active:
+            click.echo("  (undone)")
+
+
+@weights.command("export")
+@index_dir
+@click.argument("out", type=click.Path(path_type=Path, dir_okay=False))
+@model_option
+@handle_errors
+def weights_export(index_dir, out, model_path):
+    """Write the journal to OUT for review or to apply elsewhere."""
+    n = open_catalogue(index_dir, model_path).editor.export(out)
+    click.echo(f"exported {n} edits → {out}", err=True)
+
+
+@weights.command("import")
+@index_dir
+@click.argument("journal", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--by", default=None, help="Record the import as done by (default: the "
+                                         "original authors).")
+@model_option
+@handle_errors
+def weights_import(index_dir, journal, by, model_path):
+    """Apply the edits of an exported JOURNAL here, each validated as a new edit."""
+    recs = open_catalogue(index_dir, model_path).editor.import_(journal, by=by)
+    click.echo(f"imported {len(recs)} edits (#{recs[0]['seq']}–#{recs[-1]['seq']})", err=True)
+
+
+@weights.command("diff")
+@index_dir
+@click.argument("journal", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@model_option
+@handle_errors
+def weights_diff(index_dir, journal, model_path):
+    """Effects in force here but not in JOURNAL (-) and in JOURNAL but not here (+)."""
+    d = open_catalogue(index_dir, model_path).editor.diff(journal)
+    for x in d["only_here"]:
+        click.echo(f"- {x}")
+    for x in d["only_there"]:
+        click.echo(f"+ {x}")
+    if not d["only_here"] and not d["only_there"]:
+        click.echo("same effect")
+
+
+@main.command()
+@click.option("--index", "index_path", type=click.Path(path_type=Path, file_okay=False),
+              required=True, help="Index directory to search and edit.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to serve on; anything but 127.0.0.1 exposes the editor.")
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--ebrm/--no-ebrm", "use_ebrm", default=True, show_default=True,
+              help="Load the EBRM model for the entity view and EBRM/hybrid ranking.")
+@click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path), default=None)
+@model_option
+@handle_errors
+def studio(index_path, host, port, use_ebrm, ebrm_path, model_path):
+    """Serve the weight-editing page: search, see each word's and entity's share of the
+    score, click to edit, watch the ranking change, undo from the journal."""
+    import time
+
+    import deepbow
+    from cli.studio import Studio, serve
+
+    cat = open_catalogue(index_path, model_path)
+    hybrid = None
+    if use_ebrm:
+        ebrm_model = deepbow.load_ebrm(ebrm_path)
+        cat.attach_ebrm(ebrm_model)
+        if ebrm_model.manifest.get("hybrid", {}).get("deepbow_model_id") == cat.model.model_id:
+            from ebrm.hybrid import Hybrid
+
+            hybrid = Hybrid(cat.model, ebrm_model)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {host}: anyone who can reach it can edit this index",
+                   err=True)
+    server = serve(Studio(cat, hybrid), host, port)
+    click.echo(f"deepbow studio on http://{host}:{server.server_address[1]}/  (Ctrl-C stops)",
+               err=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.shutdown()
 
 
 if __name__ == "__main__":

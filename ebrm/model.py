@@ -132,7 +132,7 @@ class EBRM:
         self.thresholds = np.asarray(manifest.get("thresholds", [0.5, 1.5]), np.float64)
         self.cache = cache if cache is not None else QECache(None, self.model_id)
         self._titles: dict[str, list[Entity]] = {}
-        self.pins: dict[tuple[str, Key], tuple[float | None, float | None]] = {}
+        self.edits = None  # an index.edits.EditState: operator pins and type rules
 
     @property
     def model_id(self) -> str:
@@ -165,27 +165,59 @@ class EBRM:
             for i, a, b in zip(missing, s, c, strict=True):
                 vals[i] = (float(a), float(b))
         arr = np.array(vals, np.float64).reshape(-1, 2)
-        if self.pins:
+        if self.edits is not None and self.edits.pins:
             for i, k in enumerate(keys):
-                pin = self.pins.get((q, k))
-                if pin is not None:
-                    arr[i] = [arr[i, 0] if pin[0] is None else pin[0],
-                              arr[i, 1] if pin[1] is None else pin[1]]
+                ps, pc = self.edits.pin_for(q, k[0], k[1])
+                if ps is not None:
+                    arr[i, 0] = ps
+                if pc is not None:
+                    arr[i, 1] = pc
         return arr[:, 0], arr[:, 1]
 
-    def score_table(self, query: str, table: EntityTable) -> tuple[np.ndarray, ...]:
-        """(score, sat, ok) per title of the table: one QE lookup per distinct entity."""
+    def pinned(self, query: str, key: Key) -> bool:
+        return self.edits is not None and self.edits.pin_for(normalize(query), *key) != (
+            None, None)
+
+    def score_table(self, query: str, table: EntityTable,
+                    categories: Sequence[Sequence[str]] | None = None) -> tuple[np.ndarray, ...]:
+        """(score, sat, ok) per title of the table: one QE lookup per distinct entity.
+        categories: each title's product categories, for the operators' type rules."""
         if not normalize(query):
             raise InputError("empty query")
         s, c = self.qe_scores(query, table.keys)
         s = np.append(s, 0.0)  # the padding sentinel: identity of OR ...
         c = np.append(c, 1.0)  # ... and of AND
-        sat = soft_or(s[table.prod], self.family)
-        ok = soft_and(c[table.every], self.family)
+        S, C = s[table.prod], c[table.every]
+        must = np.ones(len(table))
+        if self.edits is not None and self.edits.rules:
+            S, C, must = self._apply_rules(table, S, C, categories)
+        sat = soft_or(S, self.family) * must
+        ok = soft_and(C, self.family)
         return sat * (1.0 + ok), sat, ok
 
-    def score(self, query: str, titles: Sequence[str]) -> np.ndarray:
-        return self.score_table(query, self.table(titles))[0]
+    def _apply_rules(self, table: EntityTable, S, C, categories):
+        """Type rules: `ignore` drops an entity from the logic (s 0, c 1); `must_match` makes a
+        conflict on it fatal (its c multiplies sat, so a wrong brand is irrelevant, not a
+        partial match)."""
+        S, C = S.copy(), C.copy()
+        must = np.ones(len(table))
+        sentinel = len(table.keys)
+        for i in range(len(table)):
+            cats = ["*", *(categories[i] if categories is not None else ())]
+            for j, kid in enumerate(table.every[i]):
+                if kid == sentinel:
+                    break
+                mode = self.edits.rule_for(cats, table.keys[kid][0])
+                if mode == "ignore":
+                    C[i, j] = 1.0
+                    S[i, table.prod[i] == kid] = 0.0
+                elif mode == "must_match":
+                    must[i] *= C[i, j]
+        return S, C, must
+
+    def score(self, query: str, titles: Sequence[str],
+              categories: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+        return self.score_table(query, self.table(titles), categories)[0]
 
     def score_pairs(self, pairs: Iterable[tuple[str, str]]) -> np.ndarray:
         pairs = list(pairs)
@@ -201,20 +233,25 @@ class EBRM:
     def label(self, scores) -> np.ndarray:
         return np.digitize(np.asarray(scores, np.float64), self.thresholds)
 
-    def explain(self, query: str, title: str) -> EBRMExplanation:
+    def explain(self, query: str, title: str, categories: Sequence[str] = ()) -> EBRMExplanation:
         if not normalize(title):
             raise InputError("empty title")
         ents = self.entities([title])[0]
         table = EntityTable([ents])
-        score, sat, ok = (float(x[0]) for x in self.score_table(query, table))
+        score, sat, ok = (float(x[0]) for x in self.score_table(query, table, [categories]))
         s, c = self.qe_scores(query, table.keys)
-        q = normalize(query)
         rows = []
         for e in ents:
             i = table.keys.index((e.type, e.text))
+            role = ROLE_PRODUCT if e.type == "product" else ROLE_OTHER
+            if self.edits is not None and self.edits.rules:
+                mode = self.edits.rule_for(["*", *categories], e.type)
+                role = {"ignore": "ignored (rule)",
+                        "must_match": f"{role} · its conflict multiplies sat (must-match "
+                                      "rule)"}.get(
+                            mode, role)
             rows.append(EntityRow(e.type, e.text, e.start, e.end, float(s[i]), float(c[i]),
-                                  ROLE_PRODUCT if e.type == "product" else ROLE_OTHER,
-                                  (q, (e.type, e.text)) in self.pins))
+                                  role, self.pinned(query, (e.type, e.text))))
         notes = []
         if not any(e.type == "product" for e in ents):
             notes.append("no product entity found in the title: nothing can satisfy the query, "

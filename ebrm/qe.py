@@ -25,24 +25,45 @@ MAX_QUERY = 24
 MAX_ENTITY = 20
 
 
+def _match_flags(a: str, b: str) -> np.ndarray:
+    """1 for each character of `a` inside a run of ≥ 2 characters that also occurs in `b`
+    (or a single character when `a` has one), else 0: exact-match evidence that carries over
+    to products never seen in training (手机 in 智能手机: the tail matches; in 手机壳 it does
+    not)."""
+    out = np.zeros(len(a), np.int64)
+    if len(a) == 1:
+        out[0] = int(a in b)
+        return out
+    for i in range(len(a) - 1):
+        if a[i:i + 2] in b:
+            out[i:i + 2] = 1
+    return out
+
+
 def qe_inputs(vocab: CharVocab, queries: Sequence[str], entities: Sequence[tuple[str, str]]):
-    """Padded token ids and segment ids for (query, (type, text)) pairs."""
+    """Padded token ids, segment ids and match flags for (query, (type, text)) pairs."""
     import torch
 
-    rows, segs = [], []
+    from ebrm.charvocab import norm_chars
+
+    rows, segs, flags = [], [], []
     for q, (typ, text) in zip(queries, entities, strict=True):
-        qi = vocab.ids(q.replace(" ", ""))[:MAX_QUERY]
-        ei = vocab.ids(text.replace(" ", ""))[:MAX_ENTITY]
-        row = np.concatenate([[CLS], qi, [SEP, vocab.type_id(typ)], ei, [SEP]])
-        rows.append(row)
+        qs = norm_chars(q.replace(" ", ""))[:MAX_QUERY]
+        es = norm_chars(text.replace(" ", ""))[:MAX_ENTITY]
+        qi, ei = vocab.ids(qs), vocab.ids(es)
+        rows.append(np.concatenate([[CLS], qi, [SEP, vocab.type_id(typ)], ei, [SEP]]))
         segs.append(np.r_[np.zeros(len(qi) + 2, np.int64), np.ones(len(ei) + 2, np.int64)])
+        flags.append(np.concatenate([[0], _match_flags(qs, es), [0, 0], _match_flags(es, qs),
+                                     [0]]))
     n = max(len(r) for r in rows)
     ids = np.zeros((len(rows), n), np.int64)
     seg = np.zeros((len(rows), n), np.int64)
-    for i, (r, s) in enumerate(zip(rows, segs, strict=True)):
+    match = np.zeros((len(rows), n), np.int64)
+    for i, (r, s, f) in enumerate(zip(rows, segs, flags, strict=True)):
         ids[i, :len(r)] = r
         seg[i, :len(s)] = s
-    return torch.from_numpy(ids), torch.from_numpy(seg)
+        match[i, :len(f)] = f
+    return torch.from_numpy(ids), torch.from_numpy(seg), torch.from_numpy(match)
 
 
 def build_net(n_chars: int, dim: int = 128, layers: int = 2, heads: int = 4, ff: int = 256):
@@ -55,15 +76,16 @@ def build_net(n_chars: int, dim: int = 128, layers: int = 2, heads: int = 4, ff:
             self.tok = nn.Embedding(n_chars, dim, padding_idx=0)
             self.pos = nn.Embedding(MAX_QUERY + MAX_ENTITY + 8, dim)
             self.seg = nn.Embedding(2, dim)
+            self.match = nn.Embedding(2, dim)
             layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.1, batch_first=True,
                                                norm_first=True)
             self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(dim)
             self.out = nn.Linear(dim, 2)
 
-        def forward(self, ids, seg):
+        def forward(self, ids, seg, match):
             pos = torch.arange(ids.shape[1], device=ids.device)
-            x = self.tok(ids) + self.pos(pos)[None] + self.seg(seg)
+            x = self.tok(ids) + self.pos(pos)[None] + self.seg(seg) + self.match(match)
             h = self.enc(x, src_key_padding_mask=ids == 0)
             return self.out(self.norm(h[:, 0]))  # logits of (satisfies, no conflict)
 

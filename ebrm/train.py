@@ -197,15 +197,18 @@ def default_split(text: str) -> str:
 def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Sequence[str],
                       lexicon: Lexicon, split: Callable[[str], str] = default_split,
                       seed: int = 0, tagger_epochs: int = 6, qe_epochs: int = 3,
-                      ft_epochs: int = 2, qe_batch: int = 256, log: Log = print) -> EBRM:
+                      ft_epochs: int = 2, qe_batch: int = 256, tagger=None,
+                      log: Log = print) -> EBRM:
     """The three stages over tagged titles (text, gold entities, partially annotated?).
-    `split(text)` puts titles (for the tagger) and queries (for QE and QI) in train or valid."""
+    `split(text)` puts titles (for the tagger) and queries (for QE and QI) in train or valid.
+    `tagger`: an already trained Tagger to keep (stage 1 is then skipped)."""
     import torch
 
     torch.manual_seed(seed)
     random.seed(seed)
     t_start = time.time()
-    vocab = CharVocab.build([*corpus, *(t for t, _, _ in gold)], ENTITY_TYPES)
+    vocab = tagger.vocab if tagger is not None else CharVocab.build(
+        [*corpus, *(t for t, _, _ in gold)], ENTITY_TYPES)
     log(f"{len(gold)} training titles, lexicon {len(lexicon.words)} words, "
         f"{len(vocab)} characters")
 
@@ -213,8 +216,9 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
     held = [g for g in gold if split(g[0]) == "valid"]
     examples = [(t, tags_from_spans(len(t), [(e.type, e.start, e.end) for e in ents]), partial)
                 for t, ents, partial in gold if split(t) != "valid"]
-    tagger = train_tagger(examples, vocab, lexicon, epochs=tagger_epochs, seed=seed,
-                          valid=[(t, e) for t, e, partial in held if not partial], log=log)
+    if tagger is None:
+        tagger = train_tagger(examples, vocab, lexicon, epochs=tagger_epochs, seed=seed,
+                              valid=[(t, e) for t, e, partial in held if not partial], log=log)
 
     # 2. QE pretraining on pairs from gold tags (queries of the train split only)
     tagged = [TaggedTitle(t, [(e.type, e.text) for e in ents]) for t, ents, _ in gold]
@@ -256,7 +260,7 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
 
 def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
                tagger_epochs: int = 6, qe_epochs: int = 3, ft_epochs: int = 2,
-               log: Log = print) -> EBRM:
+               tagger_from: str | Path | None = None, log: Log = print) -> EBRM:
     """The shipped recipe over the shared data; saves to `out` and returns the loaded model."""
     from deepbow.train import default_corpus_and_words
 
@@ -264,13 +268,33 @@ def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
     d = data_dir or shared_data_dir()
     gold = gold_titles(NER_TRAIN, d)
     corpus, _ = default_corpus_and_words(d)
-    model = train_from_titles(gold, corpus, lexicon_for(corpus, d), seed=seed,
-                              tagger_epochs=tagger_epochs, qe_epochs=qe_epochs,
-                              ft_epochs=ft_epochs, log=log)
+    tagger = load_tagger(tagger_from) if tagger_from else None
+    lexicon = tagger.lexicon if tagger is not None else lexicon_for(corpus, d)
+    model = train_from_titles(gold, corpus, lexicon, seed=seed, tagger_epochs=tagger_epochs,
+                              qe_epochs=qe_epochs, ft_epochs=ft_epochs, tagger=tagger, log=log)
+    if tagger_from:
+        model.manifest["training"]["tagger_from"] = str(tagger_from)
     model.manifest["training"]["seconds"] = round(time.time() - t_start)
     model.save(out)
     log(f"saved {out} in {time.time() - t_start:.0f} s")
     return EBRM.load(out, cache=False)
+
+
+def load_tagger(path: str | Path):
+    """The tagger of a saved EBRM directory (its QE part may be of another shape)."""
+    import torch
+
+    from ebrm import tagger as tagger_mod
+    from ebrm.model import read_lines
+
+    path = Path(path)
+    vocab = CharVocab(read_lines(path / "chars.txt"))
+    lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
+    net = tagger_mod.build_net(len(vocab))
+    with np.load(path / "weights.npz") as z:
+        net.load_state_dict({k[7:]: torch.from_numpy(z[k].copy()) for k in z.files
+                             if k.startswith("tagger.")})
+    return tagger_mod.Tagger(net.eval(), vocab, lexicon)
 
 
 def validation_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]:

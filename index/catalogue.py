@@ -425,11 +425,56 @@ class Catalogue:
         return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
                            qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
 
+    # -- entities (EBRM) --------------------------------------------------------------------
+    def attach_ebrm(self, model) -> None:
+        """Give the catalogue an EBRM model for entity views and EBRM/hybrid reranking; the
+        journal's pins and type rules apply to it."""
+        self.ebrm = model
+
+    def _ebrm(self):
+        if self.ebrm is None:
+            raise InputError("no EBRM model attached to this catalogue (attach_ebrm)")
+        self.ebrm.edits = self.edits().state
+        return self.ebrm
+
+    def entity_explain(self, query: str, item_id: str):
+        """EBRM's entity-by-entity view of one product, with the journal's pins and rules."""
+        doc = self.id_map().get(item_id)
+        if doc is None:
+            raise InputError(f"unknown id {item_id!r}")
+        item = self.item(doc)
+        return self._ebrm().explain(query, item["title"], item_categories(item))
+
+    def rerank(self, query: str, k: int = 10, scorer: str = "ebrm", hybrid=None,
+               depth: int = 50, filters: dict | None = None) -> list[tuple[Hit, float]]:
+        """DeepBoW retrieves `depth` candidates, then EBRM (or the hybrid) orders them:
+        (hit, score) pairs, best first, ties by the retrieval order."""
+        hits = self.search(query, max(k, depth), filters)
+        if scorer == "deepbow" or not hits:
+            return [(h, h.score) for h in hits[:k]]
+        model = self._ebrm()
+        scores = model.score(query, [h.title for h in hits],
+                             [item_categories({**h.fields}) for h in hits])
+        if scorer == "hybrid":
+            if hybrid is None:
+                raise InputError("hybrid reranking needs a Hybrid (ebrm.hybrid.Hybrid)")
+            scores = hybrid.combine([h.score for h in hits], scores)
+        elif scorer != "ebrm":
+            raise InputError(f"unknown scorer {scorer!r}: use deepbow, ebrm or hybrid")
+        order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))[:k]
+        return [(hits[i], float(scores[i])) for i in order]
+
     def stats(self) -> dict:
         st = self.index.stats()
         disk = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {**st, "bytes_on_disk": disk, "model_id": self.index.meta.get("model_id"),
                 "filter_fields": sorted(set().union(*(s.fields() for s in self.stores.values())))}
+
+
+def item_categories(item: dict) -> list[str]:
+    """An item's categories for the type rules: its "category" field (a string or a list)."""
+    v = item.get("category", [])
+    return [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
 
 
 def validate_items(items: Iterable[dict]) -> list[dict]:

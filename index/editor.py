@@ -183,10 +183,13 @@ class Editor:
 
     def scale(self, word: str, factor: float, by: str | None = None, reason: str = "",
               create: bool = False, query: str | None = None, k: int = 10) -> dict:
+        from index.edits import check_args
+
         word = self._word(word, create)
+        factor = check_args("scale", {"word": word, "factor": factor})["factor"]
         before = self.compiled().state.scales.get(word, 1.0)
         return self._apply("scale", {"word": word, "factor": factor}, by, reason, query, k,
-                           {"factor_before": before, "factor_after": before * float(factor)})
+                           {"factor_before": before, "factor_after": before * factor})
 
     def ban(self, word: str, by: str | None = None, reason: str = "", create: bool = False,
             query: str | None = None, k: int = 10) -> dict:
