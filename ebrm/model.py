@@ -146,8 +146,23 @@ class EBRM:
             if len(self._titles) + len(todo) > 200_000:
                 self._titles.clear()
             for t, ents in zip(todo, self.tagger.tag(todo), strict=True):
-                self._titles[t] = ents
+                self._titles[t] = self._with_lexicon(t, ents)
         return [self._titles[t] for t in texts]
+
+    def _with_lexicon(self, text: str, ents: list[Entity]) -> list[Entity]:
+        """With manifest "lexicon_products": gazetteer product words the tagger left out
+        (not overlapping its entities) join as product entities: the soft OR only gains
+        candidates, each still judged against the query by the cross-encoder."""
+        if not self.manifest.get("lexicon_products"):
+            return ents
+        from ebrm.charvocab import norm_chars
+
+        taken = np.zeros(len(text) + 1, bool)
+        for e in ents:
+            taken[e.start:e.end] = True
+        extra = [e for e in self.tagger.lexicon.longest_match(norm_chars(text))
+                 if e.type == "product" and not taken[e.start:e.end].any()]
+        return sorted(ents + extra, key=lambda e: e.start) if extra else ents
 
     def table(self, titles: Sequence[str]) -> EntityTable:
         return EntityTable(self.entities(titles))

@@ -331,7 +331,7 @@ def tagger_figures(ebrm_path: str | Path | None = None, data_dir: Path | None = 
     from ebrm.tagger import entity_prf
 
     d = data_dir or shared_data_dir()
-    model = deepbow.load_ebrm(ebrm_path, cache=None)
+    model = EBRM(load_tagger(ebrm_path or deepbow.default_ebrm_path()), None, {})
     gaz = Lexicon.from_gazetteers(d / "gazetteers")
     out = {}
     for f in NER_DEV:

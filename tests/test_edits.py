@@ -206,3 +206,36 @@ def test_compact_folds_item_edits_and_keeps_the_journal(cat):
     reopened.compact()
     assert ranking(reopened, q) == restored
     assert_search_is_explain(reopened, q)
+
+
+def test_weights_cli(cat, tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    run = CliRunner().invoke
+    ix = str(cat.path)
+    m = ["--model", str(tiny_model_dir)]
+    r = run(main, ["weights", "show", ix, "a1", *m])
+    assert r.exit_code == 0 and "手机" in r.output
+    r = run(main, ["weights", "scale", ix, "手机", "3", "--query", "手机", "--reason", "boost",
+                   "--by", "ann", *m])
+    assert r.exit_code == 0, r.output
+    assert "#1 scale 手机 × 3" in r.output and "by ann" in r.output and "before → after" in r.output
+    r = run(main, ["weights", "ban", ix, "从来没有的词语", *m])
+    assert r.exit_code != 0 and "not a word of the model's vocabulary" in r.output
+    r = run(main, ["weights", "set", ix, "a9", "手机", "1", *m])
+    assert r.exit_code != 0 and "unknown item id" in r.output
+    r = run(main, ["weights", "undo", ix, "1", *m])
+    assert r.exit_code == 0 and "undo #1" in r.output
+    r = run(main, ["weights", "log", ix, *m])
+    assert "(undone)" in r.output and "#2 undo #1" in r.output
+    out = tmp_path / "j.jsonl"
+    r = run(main, ["weights", "export", ix, str(out), *m])
+    assert r.exit_code == 0 and len(out.read_text().splitlines()) == 2
+    r = run(main, ["weights", "diff", ix, str(out), *m])
+    assert "same effect" in r.output
+    for cmd in ("show", "set", "scale", "ban", "link", "unlink", "pin", "rule", "log", "undo",
+                "export", "import", "diff"):
+        assert run(main, ["weights", cmd, "--help"]).exit_code == 0
+    assert run(main, ["studio", "--help"]).exit_code == 0
