@@ -634,7 +634,7 @@ def ebrm() -> None:
               default=None, help="Shared data folder (default: $DEEPBOW_DATA or ../shared/data).")
 @click.option("--hybrid-with", "deepbow_path", type=click.Path(path_type=Path), default=None,
               help="DeepBoW model the hybrid is calibrated against (default: the shipped one).")
-@click.option("--tagger-epochs", type=int, default=6, show_default=True)
+@click.option("--tagger-epochs", type=int, default=10, show_default=True)
 @click.option("--qe-epochs", type=int, default=3, show_default=True)
 @click.option("--ft-epochs", type=int, default=2, show_default=True)
 @click.option("--tagger-from", type=click.Path(path_type=Path, file_okay=False), default=None,

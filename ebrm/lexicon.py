@@ -22,15 +22,19 @@ LEXICON_TYPES = ("product", "brand")
 
 @dataclass(frozen=True)
 class Entity:
-    """An entity of a title: its type, its normalised text and its character span."""
+    """An entity of a title: its type, its normalised text and its character span. `conf` < 1
+    marks a product *candidate* the tagger did not tag: a word of the title weighted by the
+    tagger's probability that its characters belong to a product word."""
 
     type: str
     text: str
     start: int = -1
     end: int = -1
+    conf: float = 1.0
 
     def to_json(self) -> dict:
-        return {"type": self.type, "text": self.text, "start": self.start, "end": self.end}
+        return {"type": self.type, "text": self.text, "start": self.start, "end": self.end,
+                "confidence": self.conf}
 
 
 class Lexicon:

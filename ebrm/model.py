@@ -40,22 +40,31 @@ class EntityTable:
     """Titles as rows of entity keys, padded for vectorised soft logic.
 
     keys: the distinct (type, text) entities; prod[i] indexes title i's product entities and
-    every[i] all its entities into keys, padded with len(keys) (a sentinel whose s is 0 and c is
-    1: the identities of OR and AND, so padding never changes a result).
+    every[i] all its tagged entities into keys, padded with len(keys) (a sentinel whose s is 0
+    and c is 1: the identities of OR and AND, so padding never changes a result). conf[i] holds
+    the confidence of each product entity (1 when tagged, lower for an untagged candidate,
+    which joins the OR only, with s scaled by its confidence).
     """
 
     def __init__(self, lists: Sequence[Sequence[Entity]]) -> None:
         index: dict[Key, int] = {}
-        rows_p: list[list[int]] = []
+        rows_p: list[dict[int, float]] = []
         rows_a: list[list[int]] = []
         for ents in lists:
             ids = [index.setdefault((e.type, e.text), len(index)) for e in ents]
-            rows_a.append(list(dict.fromkeys(ids)))
-            rows_p.append(list(dict.fromkeys(i for i, e in zip(ids, ents, strict=True)
-                                             if e.type == "product")))
+            rows_a.append(list(dict.fromkeys(i for i, e in zip(ids, ents, strict=True)
+                                             if e.conf >= 1.0)))
+            prod: dict[int, float] = {}
+            for i, e in zip(ids, ents, strict=True):
+                if e.type == "product":
+                    prod[i] = max(prod.get(i, 0.0), e.conf)
+            rows_p.append(prod)
         self.keys: list[Key] = list(index)
-        self.prod = _pad(rows_p, len(self.keys))
+        self.prod = _pad([list(r) for r in rows_p], len(self.keys))
         self.every = _pad(rows_a, len(self.keys))
+        self.conf = np.ones(self.prod.shape, np.float64)
+        for i, r in enumerate(rows_p):
+            self.conf[i, :len(r)] = list(r.values())
 
     def __len__(self) -> int:
         return len(self.prod)
@@ -78,11 +87,12 @@ class EntityRow:
     c: float
     role: str
     pinned: bool = False
+    conf: float = 1.0
 
     def to_json(self) -> dict:
         return {"type": self.type, "text": self.text, "start": self.start, "end": self.end,
                 "satisfies": self.s, "no_conflict": self.c, "role": self.role,
-                "pinned": self.pinned}
+                "pinned": self.pinned, "confidence": self.conf}
 
 
 @dataclass
@@ -110,12 +120,13 @@ class EBRMExplanation:
                  f"{'type':<8} {'entity':<20} {'satisfies':>9} {'no-conflict':>11}  role"]
         for r in self.rows:
             s = f"{r.s:9.4f}" if r.type == "product" else f"{'-':>9}"
+            c = f"{r.c:11.4f}" if r.conf >= 1 else f"{'-':>11}"
             pin = "  [pinned]" if r.pinned else ""
-            lines.append(f"{r.type:<8} {r.text:<20} {s} {r.c:11.4f}  {r.role}{pin}")
+            lines.append(f"{r.type:<8} {r.text:<20} {s} {c}  {r.role}{pin}")
         if not self.rows:
             lines.append("(no entities found in the title)")
         lines.append("")
-        lines.append(f"sat = OR(product satisfies) = {self.sat:.4f};  "
+        lines.append(f"sat = OR(product satisfies × confidence) = {self.sat:.4f};  "
                      f"ok = AND(no-conflict) = {self.ok:.4f}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -145,24 +156,10 @@ class EBRM:
         if todo:
             if len(self._titles) + len(todo) > 200_000:
                 self._titles.clear()
-            for t, ents in zip(todo, self.tagger.tag(todo), strict=True):
-                self._titles[t] = self._with_lexicon(t, ents)
+            cands = bool(self.manifest.get("product_candidates"))
+            for t, ents in zip(todo, self.tagger.tag(todo, candidates=cands), strict=True):
+                self._titles[t] = ents
         return [self._titles[t] for t in texts]
-
-    def _with_lexicon(self, text: str, ents: list[Entity]) -> list[Entity]:
-        """With manifest "lexicon_products": gazetteer product words the tagger left out
-        (not overlapping its entities) join as product entities: the soft OR only gains
-        candidates, each still judged against the query by the cross-encoder."""
-        if not self.manifest.get("lexicon_products"):
-            return ents
-        from ebrm.charvocab import norm_chars
-
-        taken = np.zeros(len(text) + 1, bool)
-        for e in ents:
-            taken[e.start:e.end] = True
-        extra = [e for e in self.tagger.lexicon.longest_match(norm_chars(text))
-                 if e.type == "product" and not taken[e.start:e.end].any()]
-        return sorted(ents + extra, key=lambda e: e.start) if extra else ents
 
     def table(self, titles: Sequence[str]) -> EntityTable:
         return EntityTable(self.entities(titles))
@@ -202,7 +199,7 @@ class EBRM:
         s, c = self.qe_scores(query, table.keys)
         s = np.append(s, 0.0)  # the padding sentinel: identity of OR ...
         c = np.append(c, 1.0)  # ... and of AND
-        S, C = s[table.prod], c[table.every]
+        S, C = s[table.prod] * table.conf, c[table.every]
         must = np.ones(len(table))
         if self.edits is not None and self.edits.rules:
             S, C, must = self._apply_rules(table, S, C, categories)
@@ -259,6 +256,9 @@ class EBRM:
         for e in ents:
             i = table.keys.index((e.type, e.text))
             role = ROLE_PRODUCT if e.type == "product" else ROLE_OTHER
+            if e.conf < 1:
+                role = (f"product candidate (an untagged word; tagger confidence {e.conf:.2f}, "
+                        f"OR reads s × {e.conf:.2f})")
             if self.edits is not None and self.edits.rules:
                 mode = self.edits.rule_for(["*", *categories], e.type)
                 role = {"ignore": "ignored (rule)",
@@ -266,7 +266,7 @@ class EBRM:
                                       "rule)"}.get(
                             mode, role)
             rows.append(EntityRow(e.type, e.text, e.start, e.end, float(s[i]), float(c[i]),
-                                  role, self.pinned(query, (e.type, e.text))))
+                                  role, self.pinned(query, (e.type, e.text)), e.conf))
         notes = []
         if not any(e.type == "product" for e in ents):
             notes.append("no product entity found in the title: nothing can satisfy the query, "
@@ -326,7 +326,8 @@ class EBRM:
             raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
         vocab = CharVocab(read_lines(path / "chars.txt"))
         lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
-        tnet = tagger_mod.build_net(len(vocab), **manifest.get("tagger", {}))
+        tcfg = manifest.get("tagger", {})
+        tnet = tagger_mod.build_net(len(vocab), n_features=tcfg.get("n_features", 8))
         qnet = qe_mod.build_net(len(vocab), **manifest.get("qe", {}))
         for prefix, net in (("tagger.", tnet), ("qe.", qnet)):
             sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
@@ -339,5 +340,7 @@ class EBRM:
         if cache is True:
             cache = default_cache_dir() / f"ebrm-qe-{model_id}.sqlite"
         qc = QECache(cache if cache else None, model_id)
-        return cls(tagger_mod.Tagger(tnet, vocab, lexicon), qe_mod.QEModel(qnet, vocab),
+        tagger = tagger_mod.Tagger(tnet, vocab, lexicon,
+                                   word_features=bool(tcfg.get("word_features")))
+        return cls(tagger, qe_mod.QEModel(qnet, vocab),
                    manifest, qc)

@@ -10,6 +10,7 @@ the log probability of O alone. Decoding is a Viterbi search restricted to valid
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from ebrm.charvocab import CharVocab, bigram_ids, norm_chars
 from ebrm.lexicon import Entity, Lexicon
 
 ENTITY_TYPES = ("product", "brand", "model", "misc")
+_WORDISH = re.compile(r"[a-z\u3400-\u9fff]")
 POSITIONS = "BIES"
 TAGS = ("O", *(f"{p}-{t}" for t in ENTITY_TYPES for p in POSITIONS))
 N_TAGS = len(TAGS)
@@ -100,7 +102,26 @@ def allowed_mask(tags: Sequence[str], partial: bool) -> np.ndarray:
     return m
 
 
-def build_net(n_chars: int, hidden: int = 128, char_dim: int = 64, bigram_dim: int = 32):
+def word_marks(text: str, words: Sequence[str]) -> np.ndarray:
+    """[len(text), 4] B/I/E/S marks of the segmenter's words, found left to right in text."""
+    f = np.zeros((len(text), 4), np.float32)
+    pos = 0
+    for w in words:
+        i = text.find(w, pos)
+        if i < 0:
+            continue
+        if len(w) == 1:
+            f[i, 3] = 1
+        else:
+            f[i, 0] = 1
+            f[i + 1:i + len(w) - 1, 1] = 1
+            f[i + len(w) - 1, 2] = 1
+        pos = i + len(w)
+    return f
+
+
+def build_net(n_chars: int, hidden: int = 128, char_dim: int = 64, bigram_dim: int = 32,
+              n_features: int = 8):
     import torch
     from torch import nn
 
@@ -111,7 +132,7 @@ def build_net(n_chars: int, hidden: int = 128, char_dim: int = 64, bigram_dim: i
             super().__init__()
             self.char_emb = nn.Embedding(n_chars, char_dim, padding_idx=0)
             self.bigram_emb = nn.Embedding(N_BIGRAM_BUCKETS + 1, bigram_dim, padding_idx=0)
-            self.lex = nn.Linear(8, 16)
+            self.lex = nn.Linear(n_features, 16)
             self.lstm = nn.LSTM(char_dim + bigram_dim + 16, hidden, batch_first=True,
                                 bidirectional=True)
             self.out = nn.Linear(2 * hidden, N_TAGS)
@@ -126,13 +147,28 @@ def build_net(n_chars: int, hidden: int = 128, char_dim: int = 64, bigram_dim: i
 
 class Tagger:
     """Tags titles with entities; `net` is a TaggerNet, `lexicon` the gazetteer it was trained
-    with (its marks are input features)."""
+    with (its marks are input features), and with word_features the B/I/E/S marks of jieba
+    words (segmented with the lexicon as user dictionary) as well."""
 
-    def __init__(self, net, vocab: CharVocab, lexicon: Lexicon, max_len: int = 128) -> None:
+    def __init__(self, net, vocab: CharVocab, lexicon: Lexicon, max_len: int = 128,
+                 word_features: bool = False) -> None:
         self.net = net.eval()
         self.vocab = vocab
         self.lexicon = lexicon
         self.max_len = max_len
+        self.word_features = word_features
+        self._segmenter = None
+
+    @property
+    def n_features(self) -> int:
+        return 12 if self.word_features else 8
+
+    def features(self, text: str) -> np.ndarray:
+        t = norm_chars(text)
+        f = self.lexicon.features(t)
+        if not self.word_features:
+            return f
+        return np.concatenate([f, word_marks(t, self.segmenter().words(t))], 1)
 
     def batch(self, texts: Sequence[str]):
         import torch
@@ -141,32 +177,74 @@ class Tagger:
         n = max((len(t) for t in texts), default=1) or 1
         c = np.zeros((len(texts), n), np.int64)
         b = np.zeros((len(texts), n), np.int64)
-        f = np.zeros((len(texts), n, 8), np.float32)
+        f = np.zeros((len(texts), n, self.n_features), np.float32)
         for i, t in enumerate(texts):
             c[i, :len(t)] = self.vocab.ids(t)
             b[i, :len(t)] = bigram_ids(t)
-            f[i, :len(t)] = self.lexicon.features(norm_chars(t))
+            f[i, :len(t)] = self.features(t)
         return torch.from_numpy(c), torch.from_numpy(b), torch.from_numpy(f)
 
-    def tag(self, texts: Sequence[str], batch_size: int = 64) -> list[list[Entity]]:
-        """Entities of each text, in text order (an empty text has none)."""
+    def segmenter(self):
+        if self._segmenter is None:
+            from deepbow.text import Segmenter
+
+            self._segmenter = Segmenter(self.lexicon.words)
+        return self._segmenter
+
+    def tag(self, texts: Sequence[str], batch_size: int = 64,
+            candidates: bool = False) -> list[list[Entity]]:
+        """Entities of each text, in text order (an empty text has none). With `candidates`,
+        also product candidates (conf < 1): gazetteer product words (conf 1) and words of the
+        text (conf = the tagger's mean probability of a product tag over their characters)
+        that no tagged product covers."""
         import torch
 
         out: list[list[Entity]] = []
+        prod_tags = [i for i, t in enumerate(TAGS) if t.endswith("-product")]
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
                 chunk = [t[:self.max_len] for t in texts[s:s + batch_size]]
                 logp = torch.log_softmax(self.net(*self.batch(chunk)), -1).numpy()
                 for i, t in enumerate(chunk):
-                    out.append(spans_from_tags(t, viterbi(logp[i, :len(t)])) if t.strip()
-                               else [])
+                    if not t.strip():
+                        out.append([])
+                        continue
+                    ents = spans_from_tags(t, viterbi(logp[i, :len(t)]))
+                    if candidates:
+                        pprod = np.exp(logp[i, :len(t)][:, prod_tags]).sum(1)
+                        ents = self._candidates(t, ents, pprod)
+                    out.append(ents)
         return out
+
+    def _candidates(self, text: str, ents: list[Entity], pprod: np.ndarray) -> list[Entity]:
+        t = norm_chars(text)
+        covered = np.zeros(len(t) + 1, bool)
+        for e in ents:
+            if e.type == "product":
+                covered[e.start:e.end] = True
+        known = {e.text for e in ents if e.type == "product"}
+        extra: dict[str, Entity] = {}
+        for e in self.lexicon.longest_match(t):
+            if e.type == "product" and not covered[e.start:e.end].any() and e.text not in known:
+                extra.setdefault(e.text, e)
+        pos = 0
+        for w in self.segmenter().words(t):
+            a = t.find(w, pos)
+            if a < 0:
+                continue
+            pos = a + len(w)
+            if len(w) < 2 or covered[a:pos].any() or w in known or w in extra \
+                    or not _WORDISH.match(w):
+                continue
+            extra[w] = Entity("product", w, a, pos, float(pprod[a:pos].mean()))
+        return sorted([*ents, *extra.values()], key=lambda e: (e.start, -e.conf))
 
 
 def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVocab,
                  lexicon: Lexicon, epochs: int = 6, batch_size: int = 32, lr: float = 2e-3,
                  seed: int = 0, valid: Sequence[tuple[str, list[Entity]]] = (),
-                 log: Callable[[str], None] = lambda s: None) -> Tagger:
+                 word_features: bool = False, log: Callable[[str], None] = lambda s: None
+                 ) -> Tagger:
     """examples: (text, BIOES tags, partially annotated?). Keeps the epoch with the best entity
     F1 on `valid` (a slice of the training titles; the dev sets stay unseen)."""
     import copy
@@ -175,8 +253,8 @@ def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVoc
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = build_net(len(vocab))
-    tagger = Tagger(net, vocab, lexicon)
+    net = build_net(len(vocab), n_features=12 if word_features else 8)
+    tagger = Tagger(net, vocab, lexicon, word_features=word_features)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     masks = [allowed_mask(tags, partial) for _, tags, partial in examples]
     best, best_state = -1.0, None
@@ -210,7 +288,7 @@ def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVoc
         if f1 > best:
             best, best_state = f1, copy.deepcopy(net.state_dict())
     net.load_state_dict(best_state)
-    return Tagger(net.eval(), vocab, lexicon)
+    return Tagger(net.eval(), vocab, lexicon, word_features=word_features)
 
 
 def entity_prf(gold: Sequence[Sequence[Entity]], pred: Sequence[Sequence[Entity]],

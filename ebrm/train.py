@@ -13,6 +13,7 @@ titles' queries. The NER dev sets are never read here: they are the held-out eva
 from __future__ import annotations
 
 import copy
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -109,12 +110,16 @@ def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Ent
     (query, entity) of the batch, then the soft logic."""
     import torch
 
+    from ebrm.model import EntityTable
+
     uniq: dict[tuple[str, tuple[str, str]], int] = {}
-    prod_rows, all_rows = [], []
+    prod_rows, all_rows, confs = [], [], []
     for q, ents in zip(queries, lists, strict=True):
-        ids = [uniq.setdefault((q, (e.type, e.text)), len(uniq)) for e in ents]
-        all_rows.append(ids)
-        prod_rows.append([i for i, e in zip(ids, ents, strict=True) if e.type == "product"])
+        t = EntityTable([ents])  # the same rows (dedup, confidences) as at inference
+        ids = [uniq.setdefault((q, k), len(uniq)) for k in t.keys]
+        all_rows.append([ids[j] for j in t.every[0] if j < len(ids)])
+        prod_rows.append([ids[j] for j in t.prod[0] if j < len(ids)])
+        confs.append(t.conf[0, :len(prod_rows[-1])].tolist())
     if uniq:
         probs = torch.sigmoid(qe.logits([q for q, _ in uniq], [k for _, k in uniq]))
     else:
@@ -122,14 +127,16 @@ def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Ent
     s = torch.cat([probs[:, 0], torch.zeros(1)])
     c = torch.cat([probs[:, 1], torch.ones(1)])
 
-    def pad(rows):
+    def pad(rows, fill, dtype):
         width = max((len(r) for r in rows), default=0)
-        out = torch.full((len(rows), width), len(uniq), dtype=torch.long)
+        out = torch.full((len(rows), width), fill, dtype=dtype)
         for i, r in enumerate(rows):
-            out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+            out[i, :len(r)] = torch.tensor(r, dtype=dtype)
         return out
 
-    return soft_or(s[pad(prod_rows)], family), soft_and(c[pad(all_rows)], family)
+    conf = pad(confs, 1.0, torch.float32)
+    return (soft_or(s[pad(prod_rows, len(uniq), torch.long)] * conf, family),
+            soft_and(c[pad(all_rows, len(uniq), torch.long)], family))
 
 
 def finetune(qe: QEModel, pairs: Sequence[Pair], entities: dict[str, list[Entity]],
@@ -198,6 +205,7 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
                       lexicon: Lexicon, split: Callable[[str], str] = default_split,
                       seed: int = 0, tagger_epochs: int = 6, qe_epochs: int = 3,
                       ft_epochs: int = 2, qe_batch: int = 256, tagger=None,
+                      word_features: bool = True, product_candidates: bool = True,
                       log: Log = print) -> EBRM:
     """The three stages over tagged titles (text, gold entities, partially annotated?).
     `split(text)` puts titles (for the tagger) and queries (for QE and QI) in train or valid.
@@ -218,7 +226,8 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
                 for t, ents, partial in gold if split(t) != "valid"]
     if tagger is None:
         tagger = train_tagger(examples, vocab, lexicon, epochs=tagger_epochs, seed=seed,
-                              valid=[(t, e) for t, e, partial in held if not partial], log=log)
+                              valid=[(t, e) for t, e, partial in held if not partial],
+                              word_features=word_features, log=log)
 
     # 2. QE pretraining on pairs from gold tags (queries of the train split only)
     tagged = [TaggedTitle(t, [(e.type, e.text) for e in ents]) for t, ents, _ in gold]
@@ -232,7 +241,7 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
     train_pairs = [p for p in pairs if split(p.query) == "train"]
     valid_pairs = [p for p in pairs if split(p.query) == "valid"]
     gold_of = {t: ents for t, ents, _ in gold}
-    model = EBRM(tagger, qe, {"family": "product"})
+    model = EBRM(tagger, qe, {"family": "product", "product_candidates": product_candidates})
     finetune(qe, train_pairs, gold_of, valid_pairs, model.entities, ft_epochs, lr=3e-4,
              batch_size=max(16, qe_batch // 4), seed=seed, log=log)
 
@@ -249,7 +258,10 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
     log("validation AUC by t-norm family: "
         + ", ".join(f"{f} {v:.4f}" for f, v in figures.items()) + f" → {family}; "
         f"thresholds {thresholds}")
-    manifest = {"family": family, "thresholds": thresholds, "tagger": {}, "qe": {},
+    manifest = {"family": family, "thresholds": thresholds,
+                "product_candidates": product_candidates,
+                "tagger": {"n_features": tagger.n_features,
+                           "word_features": tagger.word_features}, "qe": {},
                 "training": {"seconds": round(time.time() - t_start), "seed": seed,
                              "tagger_epochs": tagger_epochs, "qe_epochs": qe_epochs,
                              "ft_epochs": ft_epochs, "qe_pairs": len(qe_ex),
@@ -259,7 +271,7 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
 
 
 def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
-               tagger_epochs: int = 6, qe_epochs: int = 3, ft_epochs: int = 2,
+               tagger_epochs: int = 10, qe_epochs: int = 3, ft_epochs: int = 2,
                tagger_from: str | Path | None = None, log: Log = print) -> EBRM:
     """The shipped recipe over the shared data; saves to `out` and returns the loaded model."""
     from deepbow.train import default_corpus_and_words
@@ -288,13 +300,15 @@ def load_tagger(path: str | Path):
     from ebrm.model import read_lines
 
     path = Path(path)
+    tcfg = json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("tagger", {})
     vocab = CharVocab(read_lines(path / "chars.txt"))
     lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
-    net = tagger_mod.build_net(len(vocab))
+    net = tagger_mod.build_net(len(vocab), n_features=tcfg.get("n_features", 8))
     with np.load(path / "weights.npz") as z:
         net.load_state_dict({k[7:]: torch.from_numpy(z[k].copy()) for k in z.files
                              if k.startswith("tagger.")})
-    return tagger_mod.Tagger(net.eval(), vocab, lexicon)
+    return tagger_mod.Tagger(net.eval(), vocab, lexicon,
+                             word_features=bool(tcfg.get("word_features")))
 
 
 def validation_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]:

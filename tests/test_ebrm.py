@@ -59,7 +59,7 @@ def test_lexicon_longest_match():
 def test_tagger_finds_synthetic_entities(tiny):
     model, _ = tiny
     gold = synthetic_gold(7, 40)
-    pred = model.entities([t for t, _, _ in gold])
+    pred = model.tagger.tag([t for t, _, _ in gold])
     from ebrm.tagger import entity_prf
 
     f1 = entity_prf([g for _, g, _ in gold], pred)["all"][2]
@@ -80,9 +80,12 @@ def test_explain_equals_score(tiny):
     ex = model.explain("华为手机", title)
     assert ex.score == pytest.approx(model.score("华为手机", [title])[0], abs=1e-12)
     assert ex.score == pytest.approx(ex.sat * (1 + ex.ok), abs=1e-12)
-    prods = [r.s for r in ex.rows if r.type == "product"]
-    assert ex.sat == pytest.approx(1 - np.prod([1 - x for x in prods]), abs=1e-9)
-    assert ex.ok == pytest.approx(np.prod([r.c for r in ex.rows]), abs=1e-9)
+    from ebrm.soft_logic import soft_and, soft_or
+
+    prods = [r.s * r.conf for r in ex.rows if r.type == "product"]
+    assert ex.sat == pytest.approx(soft_or(np.array(prods), model.family), abs=1e-9)
+    assert ex.ok == pytest.approx(soft_and(np.array([r.c for r in ex.rows if r.conf >= 1]),
+                                           model.family), abs=1e-9)
     assert {r.type for r in ex.rows} >= {"brand", "product"}
 
 
@@ -92,8 +95,11 @@ def test_bad_input(tiny):
         model.explain("手机", "  ")
     with pytest.raises(InputError, match="empty query"):
         model.score("", ["华为手机"])
-    ex = model.explain("手机", "!!!")
-    assert ex.score == 0 and "no product entity" in ex.notes[0]
+    m = EBRM(model.tagger, model.qe, model.manifest)
+    m.tagger = type("NoEntities", (), {"tag": lambda self, texts, **kw: [[] for _ in texts]})()
+    ex = m.explain("手机", "!!!")  # a title in which nothing is tagged
+    assert ex.score == 0 and ex.rows == [] and "no product entity" in ex.notes[0]
+    assert "(no entities found in the title)" in ex.to_text()
     assert model.score("手机", []).shape == (0,)
     import deepbow
 
@@ -111,7 +117,7 @@ def test_table_scoring_matches_training_forward(tiny):
     titles = ["华为新款手机防摔", "小米超薄鼠标垫夏季", "罗技2024耳机正品"]
     score, sat, ok = model.score_table("华为手机", model.table(titles))
     with torch.inference_mode():
-        tsat, tok = qi_forward(model.qe, ["华为手机"] * 3, model.entities(titles))
+        tsat, tok = qi_forward(model.qe, ["华为手机"] * 3, model.entities(titles), model.family)
     assert np.allclose(sat, tsat.numpy(), atol=1e-5) and np.allclose(ok, tok.numpy(), atol=1e-5)
 
 
