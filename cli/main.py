@@ -607,7 +607,8 @@ def demo(catalogue, k, queries, model_path):
 @json_option
 @handle_errors
 def entities(titles, ebrm_path, as_json):
-    """Tag each title's entities (product word, brand, model, misc) with the EBRM tagger."""
+    """Tag each title's entities (product word, brand, model, misc) with the EBRM tagger, and
+    the untagged product candidates EBRM also weighs (with the tagger's confidence)."""
     import deepbow
 
     model = deepbow.load_ebrm(ebrm_path, cache=None)
@@ -619,7 +620,9 @@ def entities(titles, ebrm_path, as_json):
         if not ents:
             click.echo("  (no entities)")
         for e in ents:
-            click.echo(f"  {e.type:<8} {e.text:<20} [{e.start}:{e.end}]")
+            cand = f"  (untagged product candidate, confidence {e.conf:.2f})" if e.conf < 1 \
+                else ""
+            click.echo(f"  {e.type:<8} {e.text:<20} [{e.start}:{e.end}]{cand}")
 
 
 @main.group()
@@ -654,6 +657,24 @@ def ebrm_train(out_dir, data_dir, deepbow_path, tagger_epochs, qe_epochs, ft_epo
     model = train_ebrm(out_dir, data_dir, tagger_epochs=tagger_epochs, qe_epochs=qe_epochs,
                        ft_epochs=ft_epochs, tagger_from=tagger_from, log=log)
     calibrate_hybrid(model, load_model(deepbow_path), out_dir, data_dir, log=log)
+
+
+@ebrm.command("calibrate")
+@click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path, file_okay=False),
+              required=True, help="EBRM model directory to recalibrate in place.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Shared data folder (default: $DEEPBOW_DATA or ../shared/data).")
+@model_option
+@handle_errors
+def ebrm_calibrate(ebrm_path, data_dir, model_path):
+    """Choose the t-norm family and 0/1/2 thresholds again and refit the hybrid against the
+    DeepBoW model (--model), on validation pairs (the last steps of `deepbow ebrm train`)."""
+    import time
+
+    from ebrm.train import recalibrate
+
+    recalibrate(ebrm_path, load_model(model_path), data_dir,
+                log=lambda s: click.echo(f"{time.strftime('%H:%M:%S')} {s}", err=True))
 
 
 @ebrm.command("eval-tagger")

@@ -246,18 +246,7 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
              batch_size=max(16, qe_batch // 4), seed=seed, log=log)
 
     # family and thresholds on validation, with the tagger's entities (as at inference)
-    lists = model.entities([p.title for p in valid_pairs])
-    y = np.array([p.label for p in valid_pairs])
-    figures = {}
-    for fam in FAMILIES:
-        s = qi_scores(qe, valid_pairs, lists, fam)
-        figures[fam] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
-    family = max(FAMILIES, key=lambda f: figures[f])
-    s = qi_scores(qe, valid_pairs, lists, family)
-    thresholds = [float(x) for x in best_thresholds(s, y)]
-    log("validation AUC by t-norm family: "
-        + ", ".join(f"{f} {v:.4f}" for f, v in figures.items()) + f" → {family}; "
-        f"thresholds {thresholds}")
+    family, thresholds, figures = choose_logic(model, valid_pairs, log)
     manifest = {"family": family, "thresholds": thresholds,
                 "product_candidates": product_candidates,
                 "tagger": {"n_features": tagger.n_features,
@@ -268,6 +257,24 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
                              "qi_pairs": len(train_pairs), "titles": len(gold),
                              "valid_auc_by_family": figures}}
     return EBRM(tagger, qe, manifest)
+
+
+def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print
+                 ) -> tuple[str, list[float], dict[str, float]]:
+    """The t-norm family with the best mean AUC on `pairs`, and F1-optimal thresholds for it."""
+    lists = model.entities([p.title for p in pairs])
+    y = np.array([p.label for p in pairs])
+    figures = {}
+    for fam in FAMILIES:
+        s = qi_scores(model.qe, pairs, lists, fam)
+        figures[fam] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
+    family = max(FAMILIES, key=lambda f: figures[f])
+    thresholds = [float(x) for x in best_thresholds(qi_scores(model.qe, pairs, lists, family),
+                                                    y)]
+    log(f"validation AUC by t-norm family ({len(pairs)} pairs): "
+        + ", ".join(f"{f} {v:.4f}" for f, v in figures.items()) + f" → {family}; "
+        f"thresholds {thresholds}")
+    return family, thresholds, figures
 
 
 def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
@@ -286,6 +293,11 @@ def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
                               qe_epochs=qe_epochs, ft_epochs=ft_epochs, tagger=tagger, log=log)
     if tagger_from:
         model.manifest["training"]["tagger_from"] = str(tagger_from)
+    # again on pairs over titles the tagger never saw too, as held-out titles will be
+    family, thresholds, figures = choose_logic(model, calibration_pairs(d, seed), log)
+    model.manifest.update({"family": family, "thresholds": thresholds})
+    model.family, model.thresholds = family, np.asarray(thresholds)
+    model.manifest["training"]["calibration_auc_by_family"] = figures
     model.manifest["training"]["seconds"] = round(time.time() - t_start)
     model.save(out)
     log(f"saved {out} in {time.time() - t_start:.0f} s")
@@ -319,12 +331,35 @@ def validation_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]:
     return [p for p in ecommerce_pairs(tagged, seed=seed) if split_of(p.query) in SPLITS["valid"]]
 
 
+def recalibrate(path: str | Path, deepbow_model, data_dir: Path | None = None,
+                log: Log = print) -> EBRM:
+    """Choose the t-norm family and thresholds again and refit the hybrid, saving in place."""
+    model = EBRM.load(path, cache=False)
+    family, thresholds, figures = choose_logic(model, calibration_pairs(data_dir), log)
+    model.manifest.update({"family": family, "thresholds": thresholds})
+    model.manifest.setdefault("training", {})["calibration_auc_by_family"] = figures
+    model.family, model.thresholds = family, np.asarray(thresholds)
+    calibrate_hybrid(model, deepbow_model, path, data_dir, log)
+    return model
+
+
+def calibration_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]:
+    """Validation pairs (queries of the valid split) plus the pairs built over the titles the
+    tagger held out (titles of the valid split): new queries and new titles, as at inference."""
+    d = data_dir or shared_data_dir()
+    held = [TaggedTitle(t, [(e.type, e.text) for e in ents])
+            for t, ents, _ in gold_titles(NER_TRAIN, d) if default_split(t) == "valid"]
+    out = validation_pairs(d, seed)
+    seen = {(p.query, p.title) for p in out}
+    return out + [p for p in ecommerce_pairs(held, seed=seed) if (p.query, p.title) not in seen]
+
+
 def calibrate_hybrid(model: EBRM, deepbow_model, out: str | Path, data_dir: Path | None = None,
                      log: Log = print) -> dict:
-    """Fit the hybrid's β and thresholds on validation pairs and store them in the EBRM model."""
+    """Fit the hybrid's β and thresholds on the calibration pairs; store them in the EBRM model."""
     from ebrm.hybrid import fit_hybrid
 
-    valid = validation_pairs(data_dir)
+    valid = calibration_pairs(data_dir)
     pairs = [(p.query, p.title) for p in valid]
     cfg = fit_hybrid(deepbow_model.score_pairs(pairs), model.score_pairs(pairs),
                      [p.label for p in valid])
