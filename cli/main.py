@@ -566,9 +566,11 @@ def data_prepare(out_dir, data_dir):
               default=None, help="JSONL {id, title, ...}; default: data/sample_catalogue.jsonl.")
 @click.option("-k", "k", type=int, default=3, show_default=True)
 @click.argument("queries", nargs=-1)
+@click.option("--ebrm/--no-ebrm", "use_ebrm", default=True, show_default=True,
+              help="Also show EBRM's entity view of each hit (the shipped EBRM model).")
 @model_option
 @handle_errors
-def demo(catalogue, k, queries, model_path):
+def demo(catalogue, k, queries, use_ebrm, model_path):
     """Index the sample catalogue with the shipped model and search a few queries."""
     import tempfile
 
@@ -583,6 +585,8 @@ def demo(catalogue, k, queries, model_path):
     with tempfile.TemporaryDirectory() as tmp:
         cat = Catalogue.build(model, items, Path(tmp) / "index")
         click.echo(f"indexed {len(items)} products from {path} with model {model.model_id}")
+        if use_ebrm and (deepbow.default_ebrm_path() / "manifest.json").is_file():
+            cat.attach_ebrm(deepbow.load_ebrm(cache=None))
         for q in queries or ("手机", "华为手机", "连衣裙 韩版", "鼠标", "儿童玩具"):
             qv = model.encode([q], "query")[0]
             click.echo(f"\nquery: {q}   (query words: "
@@ -596,8 +600,15 @@ def demo(catalogue, k, queries, model_path):
                 words = ", ".join(f"{w} {c:.2f}" for w, c in h.matched)
                 click.echo(f"  {rank}. {h.score:6.3f} {LABEL_NAMES[lab]:<15} {h.title[:34]}"
                            f"  ← {words}")
-    click.echo("\nnext: deepbow explain QUERY TITLE; deepbow index build CATALOGUE --out DIR; "
-               "deepbow search DIR QUERY")
+                if cat.ebrm is not None:
+                    ex = cat.entity_explain(q, h.id)
+                    ents = " · ".join(
+                        f"{r.type} {r.text} " + (f"s {r.s:.2f}" if r.type == "product"
+                                                 else f"c {r.c:.2f}")
+                        for r in ex.rows if r.conf >= 1)
+                    click.echo(f"     EBRM {ex.score:.2f} ({LABEL_NAMES[ex.label]}): {ents}")
+    click.echo("\nnext: deepbow explain QUERY TITLE [--scorer ebrm|hybrid]; deepbow index build "
+               "CATALOGUE --out DIR; deepbow search DIR QUERY; deepbow studio --index DIR")
 
 
 @main.command()

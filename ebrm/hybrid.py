@@ -19,7 +19,7 @@ import numpy as np
 from deepbow.errors import ModelFileError
 from deepbow.metrics import auc, best_thresholds
 
-BETAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+BETAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0)
 
 
 def fit_hybrid(deepbow_scores: np.ndarray, ebrm_scores: np.ndarray,

@@ -65,3 +65,31 @@ def test_pinned_metrics_on_ecom_dev_slice(model):
 
 
 PINNED = {"ecom_auc_ge1": 0.9940, "ecom_auc_eq2": 0.9928}  # the shipped model's figures
+
+
+EBRM_DIR = deepbow.default_ebrm_path()
+needs_ebrm = pytest.mark.skipif(not (EBRM_DIR / "manifest.json").is_file(),
+                                reason="no shipped model in data/models/ebrm-default")
+PINNED_EBRM = {"ebrm": (0.9924, 0.9887), "hybrid": (0.9982, 0.9976)}
+
+
+@needs_model
+@needs_ebrm
+def test_shipped_ebrm_tags_explains_and_keeps_its_figures():
+    from deepbow.datasets import ecommerce_pairs, ner_titles
+    from deepbow.metrics import auc
+
+    e = deepbow.load_ebrm(cache=None)
+    ents = e.entities(["华为mate60 pro 5g手机 官方正品"])[0]
+    tagged = {(x.type, x.text) for x in ents if x.conf >= 1}
+    assert {("brand", "华为"), ("product", "手机")} <= tagged
+    ex = e.explain("华为手机", "小米14 5g手机 官方正品")
+    assert ex.label < 2 and any(r.type == "brand" and r.c < 0.5 for r in ex.rows)
+    h = deepbow.load_scorer("hybrid", cache=None)  # calibrated against the shipped DeepBoW
+    d = shared_or_skip()
+    pairs = ecommerce_pairs(ner_titles("dev", d), seed=1)[:2000]
+    y = np.array([p.label for p in pairs])
+    for name, m in (("ebrm", e), ("hybrid", h)):
+        s = m.score_pairs([(p.query, p.title) for p in pairs])
+        assert auc(s, y >= 1) == pytest.approx(PINNED_EBRM[name][0], abs=0.002), name
+        assert auc(s, y == 2) == pytest.approx(PINNED_EBRM[name][1], abs=0.002), name
