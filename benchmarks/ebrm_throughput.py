@@ -46,7 +46,7 @@ def main() -> None:
           f"{len(texts) / tag_s:,.0f} titles/s "
           f"(one thread), {np.mean([len(x) for x in lists]):.1f} entities per title")
     rows = [lists[rng.randrange(len(lists))] for _ in range(args.titles)]
-    table = EntityTable(rows)
+    table = EntityTable(rows, model.gamma)
     print(f"catalogue: {len(table):,} titles, {len(table.keys):,} distinct entities")
     dev = ner_titles("dev")
     products = sorted({p for t in dev for p in t.of_type("product") if len(p) >= 2})

@@ -605,7 +605,7 @@ def demo(catalogue, k, queries, use_ebrm, model_path):
                     ents = " · ".join(
                         f"{r.type} {r.text} " + (f"s {r.s:.2f}" if r.type == "product"
                                                  else f"c {r.c:.2f}")
-                        for r in ex.rows if r.conf >= 1)
+                        for r in ex.rows if not r.candidate)
                     click.echo(f"     EBRM {ex.score:.2f} ({LABEL_NAMES[ex.label]}): {ents}")
     click.echo("\nnext: deepbow explain QUERY TITLE [--scorer ebrm|hybrid]; deepbow index build "
                "CATALOGUE --out DIR; deepbow search DIR QUERY; deepbow studio --index DIR")
@@ -631,7 +631,7 @@ def entities(titles, ebrm_path, as_json):
         if not ents:
             click.echo("  (no entities)")
         for e in ents:
-            cand = f"  (untagged product candidate, confidence {e.conf:.2f})" if e.conf < 1 \
+            cand = f"  (untagged product candidate, confidence {e.conf:.2f})" if e.candidate \
                 else ""
             click.echo(f"  {e.type:<8} {e.text:<20} [{e.start}:{e.end}]{cand}")
 

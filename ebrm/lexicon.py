@@ -22,19 +22,20 @@ LEXICON_TYPES = ("product", "brand")
 
 @dataclass(frozen=True)
 class Entity:
-    """An entity of a title: its type, its normalised text and its character span. `conf` < 1
-    marks a product *candidate* the tagger did not tag: a word of the title weighted by the
-    tagger's probability that its characters belong to a product word."""
+    """An entity of a title: its type, its normalised text and its character span. A
+    `candidate` is a product word the tagger did not tag (a gazetteer product word, or a word of
+    the title with `conf` = the tagger's mean probability of a product tag over its characters)."""
 
     type: str
     text: str
     start: int = -1
     end: int = -1
     conf: float = 1.0
+    candidate: bool = False
 
     def to_json(self) -> dict:
         return {"type": self.type, "text": self.text, "start": self.start, "end": self.end,
-                "confidence": self.conf}
+                "confidence": self.conf, "candidate": self.candidate}
 
 
 class Lexicon:

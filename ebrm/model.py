@@ -42,32 +42,46 @@ class EntityTable:
     keys: the distinct (type, text) entities; prod[i] indexes title i's product entities and
     every[i] all its tagged entities into keys, padded with len(keys) (a sentinel whose s is 0
     and c is 1: the identities of OR and AND, so padding never changes a result). conf[i] holds
-    the confidence of each product entity (1 when tagged, lower for an untagged candidate,
-    which joins the OR only, with s scaled by its confidence).
+    the weight of each product entity in the OR: 1 when tagged, confidence ** gamma for an
+    untagged product candidate. An untagged brand candidate joins the AND (when brand_gamma is
+    not None) softened by its weight w = confidence ** brand_gamma: it reads 1 − w (1 − c), so
+    a word that is only somewhat brand-like can only somewhat conflict; every_w holds w.
     """
 
-    def __init__(self, lists: Sequence[Sequence[Entity]]) -> None:
+    def __init__(self, lists: Sequence[Sequence[Entity]], gamma: float = 1.0,
+                 brand_gamma: float | None = None) -> None:
         index: dict[Key, int] = {}
         rows_p: list[dict[int, float]] = []
-        rows_a: list[list[int]] = []
+        rows_a: list[dict[int, float]] = []
         for ents in lists:
             ids = [index.setdefault((e.type, e.text), len(index)) for e in ents]
-            rows_a.append(list(dict.fromkeys(i for i, e in zip(ids, ents, strict=True)
-                                             if e.conf >= 1.0)))
             prod: dict[int, float] = {}
+            every: dict[int, float] = {}
             for i, e in zip(ids, ents, strict=True):
+                if not e.candidate:
+                    every[i] = 1.0
+                elif e.type == "brand" and brand_gamma is not None:
+                    every[i] = max(every.get(i, 0.0), e.conf ** brand_gamma)
                 if e.type == "product":
-                    prod[i] = max(prod.get(i, 0.0), e.conf)
+                    w = e.conf ** gamma if e.candidate else 1.0
+                    prod[i] = max(prod.get(i, 0.0), w)
             rows_p.append(prod)
+            rows_a.append(every)
         self.keys: list[Key] = list(index)
         self.prod = _pad([list(r) for r in rows_p], len(self.keys))
-        self.every = _pad(rows_a, len(self.keys))
-        self.conf = np.ones(self.prod.shape, np.float64)
-        for i, r in enumerate(rows_p):
-            self.conf[i, :len(r)] = list(r.values())
+        self.every = _pad([list(r) for r in rows_a], len(self.keys))
+        self.conf = _weights(rows_p, self.prod.shape)
+        self.every_w = _weights(rows_a, self.every.shape)
 
     def __len__(self) -> int:
         return len(self.prod)
+
+
+def _weights(rows: list[dict[int, float]], shape: tuple[int, int]) -> np.ndarray:
+    out = np.ones(shape, np.float64)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = list(r.values())
+    return out
 
 
 def _pad(rows: list[list[int]], sentinel: int) -> np.ndarray:
@@ -87,12 +101,13 @@ class EntityRow:
     c: float
     role: str
     pinned: bool = False
-    conf: float = 1.0
+    weight: float = 1.0  # its weight in the OR (candidates: confidence ** gamma)
+    candidate: bool = False
 
     def to_json(self) -> dict:
         return {"type": self.type, "text": self.text, "start": self.start, "end": self.end,
                 "satisfies": self.s, "no_conflict": self.c, "role": self.role,
-                "pinned": self.pinned, "confidence": self.conf}
+                "pinned": self.pinned, "weight": self.weight, "candidate": self.candidate}
 
 
 @dataclass
@@ -120,13 +135,13 @@ class EBRMExplanation:
                  f"{'type':<8} {'entity':<20} {'satisfies':>9} {'no-conflict':>11}  role"]
         for r in self.rows:
             s = f"{r.s:9.4f}" if r.type == "product" else f"{'-':>9}"
-            c = f"{r.c:11.4f}" if r.conf >= 1 else f"{'-':>11}"
+            c = f"{r.c:11.4f}" if not (r.candidate and r.type == "product") else f"{'-':>11}"
             pin = "  [pinned]" if r.pinned else ""
             lines.append(f"{r.type:<8} {r.text:<20} {s} {c}  {r.role}{pin}")
         if not self.rows:
             lines.append("(no entities found in the title)")
         lines.append("")
-        lines.append(f"sat = OR(product satisfies × confidence) = {self.sat:.4f};  "
+        lines.append(f"sat = OR(product satisfies × weight) = {self.sat:.4f};  "
                      f"ok = AND(no-conflict) = {self.ok:.4f}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -161,8 +176,20 @@ class EBRM:
                 self._titles[t] = ents
         return [self._titles[t] for t in texts]
 
+    @property
+    def gamma(self) -> float:
+        """Exponent on an untagged candidate's confidence (0: candidates count fully; chosen on
+        validation with the t-norm family)."""
+        return float(self.manifest.get("candidate_gamma", 1.0))
+
+    @property
+    def brand_gamma(self) -> float | None:
+        """Exponent on an untagged brand candidate's confidence; None: brand candidates off."""
+        g = self.manifest.get("brand_candidate_gamma")
+        return None if g is None else float(g)
+
     def table(self, titles: Sequence[str]) -> EntityTable:
-        return EntityTable(self.entities(titles))
+        return EntityTable(self.entities(titles), self.gamma, self.brand_gamma)
 
     # -- QE judgements --------------------------------------------------------------------
     def qe_scores(self, query: str, keys: Sequence[Key]) -> tuple[np.ndarray, np.ndarray]:
@@ -199,7 +226,7 @@ class EBRM:
         s, c = self.qe_scores(query, table.keys)
         s = np.append(s, 0.0)  # the padding sentinel: identity of OR ...
         c = np.append(c, 1.0)  # ... and of AND
-        S, C = s[table.prod] * table.conf, c[table.every]
+        S, C = s[table.prod] * table.conf, 1.0 - table.every_w * (1.0 - c[table.every])
         must = np.ones(len(table))
         if self.edits is not None and self.edits.rules:
             S, C, must = self._apply_rules(table, S, C, categories)
@@ -249,16 +276,23 @@ class EBRM:
         if not normalize(title):
             raise InputError("empty title")
         ents = self.entities([title])[0]
-        table = EntityTable([ents])
+        table = EntityTable([ents], self.gamma, self.brand_gamma)
         score, sat, ok = (float(x[0]) for x in self.score_table(query, table, [categories]))
         s, c = self.qe_scores(query, table.keys)
         rows = []
         for e in ents:
             i = table.keys.index((e.type, e.text))
             role = ROLE_PRODUCT if e.type == "product" else ROLE_OTHER
-            if e.conf < 1:
-                role = (f"product candidate (an untagged word; tagger confidence {e.conf:.2f}, "
-                        f"OR reads s × {e.conf:.2f})")
+            w = e.conf ** self.gamma if e.candidate else 1.0
+            if e.candidate and e.type == "product":
+                role = (f"product candidate, untagged (tagger confidence {e.conf:.2f}; the OR "
+                        f"reads s × {w:.2f})")
+            elif e.candidate:
+                if self.brand_gamma is None:
+                    continue  # brand candidates are off in this model
+                w = e.conf ** self.brand_gamma
+                role = (f"brand candidate, untagged (tagger confidence {e.conf:.2f}; the AND "
+                        f"reads 1 − {w:.2f} × (1 − c))")
             if self.edits is not None and self.edits.rules:
                 mode = self.edits.rule_for(["*", *categories], e.type)
                 role = {"ignore": "ignored (rule)",
@@ -266,7 +300,7 @@ class EBRM:
                                       "rule)"}.get(
                             mode, role)
             rows.append(EntityRow(e.type, e.text, e.start, e.end, float(s[i]), float(c[i]),
-                                  role, self.pinned(query, (e.type, e.text)), e.conf))
+                                  role, self.pinned(query, (e.type, e.text)), w, e.candidate))
         notes = []
         if not any(e.type == "product" for e in ents):
             notes.append("no product entity found in the title: nothing can satisfy the query, "

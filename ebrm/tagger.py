@@ -20,6 +20,7 @@ from ebrm.charvocab import CharVocab, bigram_ids, norm_chars
 from ebrm.lexicon import Entity, Lexicon
 
 ENTITY_TYPES = ("product", "brand", "model", "misc")
+BRAND_CANDIDATE_MIN = 0.05  # untagged words less brand-like than this are not brand candidates
 _WORDISH = re.compile(r"[a-z\u3400-\u9fff]")
 POSITIONS = "BIES"
 TAGS = ("O", *(f"{p}-{t}" for t in ENTITY_TYPES for p in POSITIONS))
@@ -194,13 +195,15 @@ class Tagger:
     def tag(self, texts: Sequence[str], batch_size: int = 64,
             candidates: bool = False) -> list[list[Entity]]:
         """Entities of each text, in text order (an empty text has none). With `candidates`,
-        also product candidates (conf < 1): gazetteer product words (conf 1) and words of the
-        text (conf = the tagger's mean probability of a product tag over their characters)
-        that no tagged product covers."""
+        also product candidates: gazetteer product words (conf 1) and words of the text
+        (conf = the tagger's mean probability of a product tag over their characters) that no
+        tagged product covers; and brand candidates: untagged words whose mean probability of
+        a brand tag is at least BRAND_CANDIDATE_MIN (conf = that probability)."""
         import torch
 
         out: list[list[Entity]] = []
         prod_tags = [i for i, t in enumerate(TAGS) if t.endswith("-product")]
+        brand_tags = [i for i, t in enumerate(TAGS) if t.endswith("-brand")]
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
                 chunk = [t[:self.max_len] for t in texts[s:s + batch_size]]
@@ -211,33 +214,42 @@ class Tagger:
                         continue
                     ents = spans_from_tags(t, viterbi(logp[i, :len(t)]))
                     if candidates:
-                        pprod = np.exp(logp[i, :len(t)][:, prod_tags]).sum(1)
-                        ents = self._candidates(t, ents, pprod)
+                        p = np.exp(logp[i, :len(t)])
+                        ents = self._candidates(t, ents, p[:, prod_tags].sum(1),
+                                                p[:, brand_tags].sum(1))
                     out.append(ents)
         return out
 
-    def _candidates(self, text: str, ents: list[Entity], pprod: np.ndarray) -> list[Entity]:
+    def _candidates(self, text: str, ents: list[Entity], pprod: np.ndarray,
+                    pbrand: np.ndarray) -> list[Entity]:
         t = norm_chars(text)
         covered = np.zeros(len(t) + 1, bool)
+        tagged = np.zeros(len(t) + 1, bool)
         for e in ents:
+            tagged[e.start:e.end] = True
             if e.type == "product":
                 covered[e.start:e.end] = True
         known = {e.text for e in ents if e.type == "product"}
         extra: dict[str, Entity] = {}
         for e in self.lexicon.longest_match(t):
             if e.type == "product" and not covered[e.start:e.end].any() and e.text not in known:
-                extra.setdefault(e.text, e)
+                extra.setdefault(e.text, Entity("product", e.text, e.start, e.end, 1.0, True))
+        brands: dict[str, Entity] = {}
         pos = 0
         for w in self.segmenter().words(t):
             a = t.find(w, pos)
             if a < 0:
                 continue
             pos = a + len(w)
-            if len(w) < 2 or covered[a:pos].any() or w in known or w in extra \
-                    or not _WORDISH.match(w):
+            if len(w) < 2 or not _WORDISH.match(w):
                 continue
-            extra[w] = Entity("product", w, a, pos, float(pprod[a:pos].mean()))
-        return sorted([*ents, *extra.values()], key=lambda e: (e.start, -e.conf))
+            if not covered[a:pos].any() and w not in known and w not in extra:
+                extra[w] = Entity("product", w, a, pos, float(pprod[a:pos].mean()), True)
+            pb = float(pbrand[a:pos].mean())
+            if not tagged[a:pos].any() and pb >= BRAND_CANDIDATE_MIN and w not in brands:
+                brands[w] = Entity("brand", w, a, pos, pb, True)
+        return sorted([*ents, *extra.values(), *brands.values()],
+                      key=lambda e: (e.start, e.candidate, e.type))
 
 
 def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVocab,

@@ -105,7 +105,7 @@ def pretrain_qe(qe: QEModel, examples: Sequence[QEExample], epochs: int, lr: flo
 
 
 def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Entity]],
-               family: str = "product"):
+               family: str = "product", gamma: float = 1.0, brand_gamma: float | None = None):
     """Differentiable (sat, ok) for query–item pairs: one cross-encoder call per distinct
     (query, entity) of the batch, then the soft logic."""
     import torch
@@ -113,13 +113,14 @@ def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Ent
     from ebrm.model import EntityTable
 
     uniq: dict[tuple[str, tuple[str, str]], int] = {}
-    prod_rows, all_rows, confs = [], [], []
+    prod_rows, all_rows, confs, every_w = [], [], [], []
     for q, ents in zip(queries, lists, strict=True):
-        t = EntityTable([ents])  # the same rows (dedup, confidences) as at inference
+        t = EntityTable([ents], gamma, brand_gamma)  # the same rows and weights as at inference
         ids = [uniq.setdefault((q, k), len(uniq)) for k in t.keys]
         all_rows.append([ids[j] for j in t.every[0] if j < len(ids)])
         prod_rows.append([ids[j] for j in t.prod[0] if j < len(ids)])
         confs.append(t.conf[0, :len(prod_rows[-1])].tolist())
+        every_w.append(t.every_w[0, :len(all_rows[-1])].tolist())
     if uniq:
         probs = torch.sigmoid(qe.logits([q for q, _ in uniq], [k for _, k in uniq]))
     else:
@@ -135,8 +136,9 @@ def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Ent
         return out
 
     conf = pad(confs, 1.0, torch.float32)
+    w = pad(every_w, 1.0, torch.float32)
     return (soft_or(s[pad(prod_rows, len(uniq), torch.long)] * conf, family),
-            soft_and(c[pad(all_rows, len(uniq), torch.long)], family))
+            soft_and(1.0 - w * (1.0 - c[pad(all_rows, len(uniq), torch.long)]), family))
 
 
 def finetune(qe: QEModel, pairs: Sequence[Pair], entities: dict[str, list[Entity]],
@@ -176,14 +178,15 @@ def finetune(qe: QEModel, pairs: Sequence[Pair], entities: dict[str, list[Entity
 
 
 def qi_scores(qe: QEModel, pairs: Sequence[Pair], lists: Sequence[Sequence[Entity]],
-              family: str = "product") -> np.ndarray:
+              family: str = "product", gamma: float = 1.0,
+              brand_gamma: float | None = None) -> np.ndarray:
     import torch
 
     out = []
     with torch.inference_mode():
         for a in range(0, len(pairs), 256):
             sat, ok = qi_forward(qe, [normalize(p.query) for p in pairs[a:a + 256]],
-                                 lists[a:a + 256], family)
+                                 lists[a:a + 256], family, gamma, brand_gamma)
             out.append((sat * (1 + ok)).double().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -245,9 +248,11 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
     finetune(qe, train_pairs, gold_of, valid_pairs, model.entities, ft_epochs, lr=3e-4,
              batch_size=max(16, qe_batch // 4), seed=seed, log=log)
 
-    # family and thresholds on validation, with the tagger's entities (as at inference)
-    family, thresholds, figures = choose_logic(model, valid_pairs, log)
-    manifest = {"family": family, "thresholds": thresholds,
+    # family, candidate exponent and thresholds on validation, with the tagger's entities
+    chosen = choose_logic(model, valid_pairs, log)
+    manifest = {"family": chosen["family"], "thresholds": chosen["thresholds"],
+                "candidate_gamma": chosen["candidate_gamma"],
+                "brand_candidate_gamma": chosen["brand_candidate_gamma"],
                 "product_candidates": product_candidates,
                 "tagger": {"n_features": tagger.n_features,
                            "word_features": tagger.word_features}, "qe": {},
@@ -255,26 +260,46 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
                              "tagger_epochs": tagger_epochs, "qe_epochs": qe_epochs,
                              "ft_epochs": ft_epochs, "qe_pairs": len(qe_ex),
                              "qi_pairs": len(train_pairs), "titles": len(gold),
-                             "valid_auc_by_family": figures}}
+                             "valid_auc": chosen["calibration_auc"]}}
     return EBRM(tagger, qe, manifest)
 
 
-def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print
-                 ) -> tuple[str, list[float], dict[str, float]]:
-    """The t-norm family with the best mean AUC on `pairs`, and F1-optimal thresholds for it."""
+GAMMAS = (0.0, 0.5, 1.0, 2.0)
+BRAND_GAMMAS = (None, 0.5, 1.0, 2.0)
+
+
+def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
+    """The t-norm family and candidate exponent with the best mean of AUC(≥1) and AUC(=2) on
+    `pairs`, and F1-optimal thresholds for them: manifest entries."""
     lists = model.entities([p.title for p in pairs])
     y = np.array([p.label for p in pairs])
     figures = {}
     for fam in FAMILIES:
-        s = qi_scores(model.qe, pairs, lists, fam)
-        figures[fam] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
-    family = max(FAMILIES, key=lambda f: figures[f])
-    thresholds = [float(x) for x in best_thresholds(qi_scores(model.qe, pairs, lists, family),
-                                                    y)]
-    log(f"validation AUC by t-norm family ({len(pairs)} pairs): "
-        + ", ".join(f"{f} {v:.4f}" for f, v in figures.items()) + f" → {family}; "
-        f"thresholds {thresholds}")
-    return family, thresholds, figures
+        for g in GAMMAS:
+            s = qi_scores(model.qe, pairs, lists, fam, g)
+            figures[f"{fam} γ={g}"] = ((auc(s, y >= 1) + auc(s, y == 2)) / 2, fam, g)
+    best = max(figures, key=lambda k: figures[k][0])
+    _, family, gamma = figures[best]
+    by_brand = {}
+    for bg in BRAND_GAMMAS:  # then the untagged brand candidates, with that family and γ
+        s = qi_scores(model.qe, pairs, lists, family, gamma, bg)
+        by_brand[bg] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
+        figures[f"{best} brand γ={bg}"] = (by_brand[bg], family, gamma)
+    brand_gamma = max(BRAND_GAMMAS, key=lambda g: (by_brand[g], g is None))
+    thresholds = [float(x) for x in best_thresholds(
+        qi_scores(model.qe, pairs, lists, family, gamma, brand_gamma), y)]
+    log(f"validation mean AUC ({len(pairs)} pairs): "
+        + ", ".join(f"{k} {v[0]:.4f}" for k, v in figures.items())
+        + f" → {best}, brand γ={brand_gamma}; thresholds {thresholds}")
+    return {"family": family, "candidate_gamma": gamma, "brand_candidate_gamma": brand_gamma,
+            "thresholds": thresholds, "calibration_auc": {k: v[0] for k, v in figures.items()}}
+
+
+def apply_logic(model: EBRM, chosen: dict) -> None:
+    cal = chosen.pop("calibration_auc")
+    model.manifest.update(chosen)
+    model.manifest.setdefault("training", {})["calibration_auc"] = cal
+    model.family, model.thresholds = chosen["family"], np.asarray(chosen["thresholds"])
 
 
 def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
@@ -294,10 +319,7 @@ def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
     if tagger_from:
         model.manifest["training"]["tagger_from"] = str(tagger_from)
     # again on pairs over titles the tagger never saw too, as held-out titles will be
-    family, thresholds, figures = choose_logic(model, calibration_pairs(d, seed), log)
-    model.manifest.update({"family": family, "thresholds": thresholds})
-    model.family, model.thresholds = family, np.asarray(thresholds)
-    model.manifest["training"]["calibration_auc_by_family"] = figures
+    apply_logic(model, choose_logic(model, calibration_pairs(d, seed), log))
     model.manifest["training"]["seconds"] = round(time.time() - t_start)
     model.save(out)
     log(f"saved {out} in {time.time() - t_start:.0f} s")
@@ -335,10 +357,7 @@ def recalibrate(path: str | Path, deepbow_model, data_dir: Path | None = None,
                 log: Log = print) -> EBRM:
     """Choose the t-norm family and thresholds again and refit the hybrid, saving in place."""
     model = EBRM.load(path, cache=False)
-    family, thresholds, figures = choose_logic(model, calibration_pairs(data_dir), log)
-    model.manifest.update({"family": family, "thresholds": thresholds})
-    model.manifest.setdefault("training", {})["calibration_auc_by_family"] = figures
-    model.family, model.thresholds = family, np.asarray(thresholds)
+    apply_logic(model, choose_logic(model, calibration_pairs(data_dir), log))
     calibrate_hybrid(model, deepbow_model, path, data_dir, log)
     return model
 

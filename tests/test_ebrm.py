@@ -82,10 +82,11 @@ def test_explain_equals_score(tiny):
     assert ex.score == pytest.approx(ex.sat * (1 + ex.ok), abs=1e-12)
     from ebrm.soft_logic import soft_and, soft_or
 
-    prods = [r.s * r.conf for r in ex.rows if r.type == "product"]
+    prods = [r.s * r.weight for r in ex.rows if r.type == "product"]
     assert ex.sat == pytest.approx(soft_or(np.array(prods), model.family), abs=1e-9)
-    assert ex.ok == pytest.approx(soft_and(np.array([r.c for r in ex.rows if r.conf >= 1]),
-                                           model.family), abs=1e-9)
+    assert ex.ok == pytest.approx(soft_and(np.array(
+        [1 - r.weight * (1 - r.c) for r in ex.rows if not (r.candidate and r.type == "product")]),
+        model.family), abs=1e-9)
     assert {r.type for r in ex.rows} >= {"brand", "product"}
 
 
@@ -117,7 +118,8 @@ def test_table_scoring_matches_training_forward(tiny):
     titles = ["华为新款手机防摔", "小米超薄鼠标垫夏季", "罗技2024耳机正品"]
     score, sat, ok = model.score_table("华为手机", model.table(titles))
     with torch.inference_mode():
-        tsat, tok = qi_forward(model.qe, ["华为手机"] * 3, model.entities(titles), model.family)
+        tsat, tok = qi_forward(model.qe, ["华为手机"] * 3, model.entities(titles), model.family,
+                               model.gamma, model.brand_gamma)
     assert np.allclose(sat, tsat.numpy(), atol=1e-5) and np.allclose(ok, tok.numpy(), atol=1e-5)
 
 
