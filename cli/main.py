@@ -810,7 +810,10 @@ def edit_options(fn, sample: bool = True):
 
 
 def entity_edit_options(fn):
-    return edit_options(fn, sample=False)
+    fn = click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path),
+                      default=None, help="EBRM model for --query's rankings (default: the "
+                                         "shipped one).")(fn)
+    return edit_options(fn)
 
 
 def print_edit(rec: dict) -> None:
@@ -834,8 +837,12 @@ def print_edit(rec: dict) -> None:
                 click.echo(f"    {hid:<16} {i:>2}. {sc:.4f} → (out of top)")
 
 
-def run_edit(index_dir, model_path, fn_name: str, *args, **kwargs) -> None:
+def run_edit(index_dir, model_path, fn_name: str, *args, ebrm_path=None, **kwargs) -> None:
     cat = open_catalogue(index_dir, model_path)
+    if fn_name in ("pin", "rule") and kwargs.get("query"):
+        import deepbow
+
+        cat.attach_ebrm(deepbow.load_ebrm(ebrm_path))
     print_edit(getattr(cat.editor, fn_name)(*args, **kwargs))
 
 
@@ -952,10 +959,11 @@ def weights_unlink(index_dir, query_word, title_word, by, reason, sample_query, 
 @click.option("--c", "c", type=float, default=None, help="Pinned 'no conflict' in [0, 1].")
 @entity_edit_options
 @handle_errors
-def weights_pin(index_dir, query_pattern, entity_type, entity, s, c, by, reason, model_path):
+def weights_pin(index_dir, query_pattern, entity_type, entity, s, c, by, reason, sample_query, k,
+                model_path, ebrm_path):
     """Pin EBRM's QE judgement for a query (or a glob such as '*手机*') and an entity."""
     run_edit(index_dir, model_path, "pin", query_pattern, entity_type, entity, s=s, c=c, by=by,
-             reason=reason)
+             reason=reason, query=sample_query, k=k, ebrm_path=ebrm_path)
 
 
 @weights.command("rule")
@@ -965,9 +973,11 @@ def weights_pin(index_dir, query_pattern, entity_type, entity, s, c, by, reason,
 @click.argument("mode", type=click.Choice(["must_match", "ignore", "default"]))
 @entity_edit_options
 @handle_errors
-def weights_rule(index_dir, category, entity_type, mode, by, reason, model_path):
+def weights_rule(index_dir, category, entity_type, mode, by, reason, sample_query, k, model_path,
+                 ebrm_path):
     """Make ENTITY_TYPE must-match or ignored in products of CATEGORY ('*' = all)."""
-    run_edit(index_dir, model_path, "rule", category, entity_type, mode, by=by, reason=reason)
+    run_edit(index_dir, model_path, "rule", category, entity_type, mode, by=by, reason=reason,
+             query=sample_query, k=k, ebrm_path=ebrm_path)
 
 
 @weights.command("undo")

@@ -88,10 +88,10 @@ class Studio:
             if op == "pin":
                 return ed.pin(body.get("query_pattern", ""), body.get("type", ""),
                               body.get("entity", ""), body.get("s"), body.get("c"), by=by,
-                              reason=reason)
+                              reason=reason, query=body.get("query"))
             if op == "rule":
                 return ed.rule(body.get("category", ""), body.get("type", ""),
-                               body.get("mode"), by=by, reason=reason)
+                               body.get("mode"), by=by, reason=reason, query=body.get("query"))
         from index.edits import EditError
 
         raise EditError(f"unknown edit {op!r}")

@@ -431,10 +431,10 @@ class Catalogue:
         journal's pins and type rules apply to it."""
         self.ebrm = model
 
-    def _ebrm(self):
+    def _ebrm(self, edits=None):
         if self.ebrm is None:
             raise InputError("no EBRM model attached to this catalogue (attach_ebrm)")
-        self.ebrm.edits = self.edits().state
+        self.ebrm.edits = (edits if edits is not None else self.edits()).state
         return self.ebrm
 
     def entity_explain(self, query: str, item_id: str):
@@ -446,15 +446,20 @@ class Catalogue:
         return self._ebrm().explain(query, item["title"], item_categories(item))
 
     def rerank(self, query: str, k: int = 10, scorer: str = "ebrm", hybrid=None,
-               depth: int = 50, filters: dict | None = None) -> list[tuple[Hit, float]]:
+               depth: int = 50, filters: dict | None = None, edits=None
+               ) -> list[tuple[Hit, float]]:
         """DeepBoW retrieves `depth` candidates, then EBRM (or the hybrid) orders them:
-        (hit, score) pairs, best first, ties by the retrieval order."""
-        hits = self.search(query, max(k, depth), filters)
+        (hit, score) pairs, best first, ties by the retrieval order. edits: a CompiledEdits to
+        use instead of the journal's (to preview an edit)."""
+        hits = self.search(query, max(k, depth), filters, edits=edits)
         if scorer == "deepbow" or not hits:
             return [(h, h.score) for h in hits[:k]]
-        model = self._ebrm()
-        scores = model.score(query, [h.title for h in hits],
-                             [item_categories({**h.fields}) for h in hits])
+        model = self._ebrm(edits)
+        try:
+            scores = model.score(query, [h.title for h in hits],
+                                 [item_categories({**h.fields}) for h in hits])
+        finally:
+            model.edits = self.edits().state
         if scorer == "hybrid":
             if hybrid is None:
                 raise InputError("hybrid reranking needs a Hybrid (ebrm.hybrid.Hybrid)")

@@ -122,14 +122,24 @@ class Editor:
 
     # -- figures ----------------------------------------------------------------------------
     def _figures(self, record: dict, query: str | None, k: int) -> dict:
-        """What the edit changes: the ranking of `query` before and after (top k)."""
+        """What the edit changes: the ranking of `query` before and after (top k); by EBRM
+        (reranking DeepBoW's top 50) for entity edits, which need an attached EBRM model."""
         if not query:
             return {}
-        before = self.cat.search(query, k)
         records = self.journal.read()
         after_state = replay([*records, {**record, "seq": (records[-1]["seq"] + 1)
                                          if records else 1}])
-        after = self.cat.search(query, k, edits=self.compile(after_state))
+        after_edits = self.compile(after_state)
+        if record["op"] in ("pin", "rule"):
+            if self.cat.ebrm is None:
+                return {"query": query, "note": "no EBRM model attached: no ranking shown"}
+            before = self.cat.rerank(query, k, "ebrm")
+            after = self.cat.rerank(query, k, "ebrm", edits=after_edits)
+            return {"query": query, "scorer": "ebrm",
+                    "before": [{"id": h.id, "score": round(s, 6)} for h, s in before],
+                    "after": [{"id": h.id, "score": round(s, 6)} for h, s in after]}
+        before = self.cat.search(query, k)
+        after = self.cat.search(query, k, edits=after_edits)
 
         def rows(hits):
             return [{"id": h.id, "score": round(h.score, 6)} for h in hits]
@@ -218,23 +228,24 @@ class Editor:
                            {"link_before": before, "link_after": None})
 
     def pin(self, query_pattern: str, etype: str, entity: str, s: float | None = None,
-            c: float | None = None, by: str | None = None, reason: str = "") -> dict:
+            c: float | None = None, by: str | None = None, reason: str = "",
+            query: str | None = None, k: int = 10) -> dict:
         from ebrm.tagger import ENTITY_TYPES
 
         if etype not in ENTITY_TYPES:
             raise EditError(f"unknown entity type {etype!r}; one of {', '.join(ENTITY_TYPES)}")
         return self._apply("pin", {"query": query_pattern, "type": etype, "entity": entity,
-                                   "s": s, "c": c}, by, reason, None, 0, {})
+                                   "s": s, "c": c}, by, reason, query, k, {})
 
     def rule(self, category: str, etype: str, mode: str, by: str | None = None,
-             reason: str = "") -> dict:
+             reason: str = "", query: str | None = None, k: int = 10) -> dict:
         from ebrm.tagger import ENTITY_TYPES
 
         if etype not in ENTITY_TYPES:
             raise EditError(f"unknown entity type {etype!r}; one of {', '.join(ENTITY_TYPES)}")
         before = self.compiled().state.rules.get((category, etype), "default")
         return self._apply("rule", {"category": category, "type": etype, "mode": mode}, by,
-                           reason, None, 0, {"mode_before": before, "mode_after": mode})
+                           reason, query, k, {"mode_before": before, "mode_after": mode})
 
     def undo(self, seq: int, by: str | None = None, reason: str = "",
              query: str | None = None, k: int = 10) -> dict:

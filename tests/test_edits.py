@@ -239,3 +239,30 @@ def test_weights_cli(cat, tiny_model_dir, tmp_path):
                 "export", "import", "diff"):
         assert run(main, ["weights", cmd, "--help"]).exit_code == 0
     assert run(main, ["studio", "--help"]).exit_code == 0
+
+
+def test_entity_pins_and_rules_change_ebrm_scores(cat, tiny_ebrm_dir):
+    from ebrm.model import EBRM
+
+    cat.attach_ebrm(EBRM.load(tiny_ebrm_dir, cache=None))
+    q = "华为手机"
+    ex = cat.entity_explain(q, "a1")
+    prod = next(r for r in ex.rows if r.type == "product" and not r.candidate)
+    rec = cat.editor.pin(q, "product", prod.text, s=0.0, query=q, reason="test")
+    assert rec["figures"]["scorer"] == "ebrm"
+    pinned = cat.entity_explain(q, "a1")
+    row = next(r for r in pinned.rows if r.text == prod.text and r.type == "product")
+    assert row.pinned and row.s == 0.0 and pinned.score < ex.score
+    cat.editor.undo(rec["seq"])
+    assert cat.entity_explain(q, "a1").score == pytest.approx(ex.score, abs=1e-12)
+    # a glob pattern pins every matching query
+    cat.editor.pin("*手机", "product", prod.text, s=0.0)
+    assert cat.entity_explain("小米手机", "a1").sat < 0.5
+    # type rules: ignore drops brands from the logic, must_match makes a conflict fatal
+    other = cat.entity_explain(q, "a2")  # 小米: another brand
+    cat.editor.rule("*", "brand", "ignore")
+    ignored = cat.entity_explain(q, "a2")
+    assert ignored.ok >= other.ok and "ignored (rule)" in ignored.to_text()
+    cat.editor.rule("*", "brand", "must_match")
+    fatal = cat.entity_explain(q, "a2")
+    assert fatal.sat <= other.sat * (1 + 1e-9) and "must-match" in fatal.to_text()
