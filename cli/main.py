@@ -44,6 +44,10 @@ def load_model(path: Path | None):
 
 
 def scorer_option(fn):
+    fn = click.option("--edits", "edits_path", type=click.Path(path_type=Path, exists=True),
+                      default=None, help="Apply an edit journal (a file, or an index directory "
+                                         "with edits.jsonl): word scales, bans, links, pins "
+                                         "and type rules.")(fn)
     fn = click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path),
                       default=None, help="EBRM model directory (default: $DEEPBOW_EBRM_MODEL "
                                          "or the shipped one).")(fn)
@@ -51,10 +55,16 @@ def scorer_option(fn):
                         help="deepbow (word bags), ebrm (entities + soft logic) or hybrid.")(fn)
 
 
-def load_scorer(kind: str, model_path: Path | None, ebrm_path: Path | None):
+def load_scorer(kind: str, model_path: Path | None, ebrm_path: Path | None,
+                edits_path: Path | None = None):
     import deepbow
 
-    return deepbow.load_scorer(kind, model_path, ebrm_path)
+    scorer = deepbow.load_scorer(kind, model_path, ebrm_path)
+    if edits_path is not None:
+        from index.editor import apply_journal
+
+        apply_journal(scorer, edits_path)
+    return scorer
 
 
 def emit_json(obj) -> None:
@@ -136,11 +146,11 @@ def encode(texts, top, side, model_path, as_json):
 @scorer_option
 @json_option
 @handle_errors
-def explain(query, title, model_path, scorer, ebrm_path, as_json):
+def explain(query, title, model_path, scorer, ebrm_path, edits_path, as_json):
     """Show QUERY–TITLE relevance: the sum of its matched words (deepbow), the entity-by-entity
     judgements and their soft logic (ebrm), or both parts (hybrid)."""
     if scorer != "deepbow":
-        ex = load_scorer(scorer, model_path, ebrm_path).explain(query, title)
+        ex = load_scorer(scorer, model_path, ebrm_path, edits_path).explain(query, title)
         if as_json:
             emit_json(ex.to_json())
         elif scorer == "ebrm":
@@ -154,7 +164,7 @@ def explain(query, title, model_path, scorer, ebrm_path, as_json):
             click.echo("\n— DeepBoW part —")
             print_word_explanation(query, title, ex.deepbow)
         return
-    ex = load_model(model_path).explain(query, title)
+    ex = load_scorer("deepbow", model_path, None, edits_path).explain(query, title)
     if as_json:
         emit_json({"query": query, "title": title, "score": ex.score, "label": ex.label,
                    "matches": [r.__dict__ for r in ex.rows]})
@@ -193,7 +203,7 @@ def print_word_explanation(query: str, title: str, ex) -> None:
 @model_option
 @scorer_option
 @handle_errors
-def score(pairs_path, out_path, batch_size, model_path, scorer, ebrm_path):
+def score(pairs_path, out_path, batch_size, model_path, scorer, ebrm_path, edits_path):
     """Score query–title pairs; label 2 = exact match, 1 = partly relevant, 0 = irrelevant.
 
     The output is written to a temp file and renamed at the end: a bad line stops the run with
@@ -201,7 +211,7 @@ def score(pairs_path, out_path, batch_size, model_path, scorer, ebrm_path):
     from deepbow.datasets import read_pairs
     from deepbow.fileio import atomic_open
 
-    model = load_scorer(scorer, model_path, ebrm_path)
+    model = load_scorer(scorer, model_path, ebrm_path, edits_path)
     total = None
     if sys.stderr.isatty():  # count lines only when a bar will show them
         with open(pairs_path, "rb") as fh:
@@ -278,7 +288,7 @@ def calibrate(model_path, data_dir):
 @scorer_option
 @json_option
 @handle_errors
-def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, as_json):
+def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, edits_path, as_json):
     """AUC (label≥1, label=2), nDCG@10 by query, macro-F1, accuracy, F1 of label 1 and
     AUC(1 vs 0), hard negatives, beside BM25. --scorer takes a comma list or "all"."""
     import deepbow
@@ -300,6 +310,11 @@ def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, as_json):
             scorers[name] = Hybrid(base, scorers.get("ebrm") or deepbow.load_ebrm(ebrm_path))
         else:
             scorers[name] = load_scorer(name, model_path, ebrm_path)
+    if edits_path is not None:
+        from index.editor import apply_journal
+
+        for sc in scorers.values():
+            apply_journal(sc, edits_path)
     res = evaluate(scorers, pairs, baseline=not no_baseline, segmenter=base.segmenter)
     if as_json:
         emit_json(res)

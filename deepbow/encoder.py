@@ -48,6 +48,7 @@ class Explanation:
 
 class DeepBoW:
     def __init__(self, net, vocab: Vocabulary, segmenter: Segmenter, manifest: dict) -> None:
+        self.query_edits = None  # index.editor.CompiledEdits, set by apply_journal
         self.net = net.eval()
         self.vocab = vocab
         self.segmenter = segmenter
@@ -211,8 +212,12 @@ class DeepBoW:
                                  shape=(len(vecs), self.vocab.size))
 
     # -- scoring ----------------------------------------------------------------------------
+    def _edited(self, q: SparseVector) -> SparseVector:
+        """Operator edits of word weights (index/editor.py), when a journal is applied."""
+        return self.query_edits.edit_query(q) if self.query_edits is not None else q
+
     def score(self, query: str, titles: Sequence[str]) -> np.ndarray:
-        q = self.encode([query], "query")[0]
+        q = self._edited(self.encode([query], "query")[0])
         return np.array([dot(q, d) for d in self.encode(titles, "title")], np.float64)
 
     def score_pairs(self, pairs: Iterable[tuple[str, str]], batch_size: int = 256) -> np.ndarray:
@@ -220,7 +225,8 @@ class DeepBoW:
         pairs = list(pairs)
         queries = sorted({q for q, _ in pairs})
         titles = sorted({t for _, t in pairs})
-        qv = dict(zip(queries, self.encode(queries, "query", batch_size), strict=True))
+        qv = dict(zip(queries, map(self._edited, self.encode(queries, "query", batch_size)),
+                      strict=True))
         tv = dict(zip(titles, self.encode(titles, "title", batch_size), strict=True))
         return np.array([dot(qv[q], tv[t]) for q, t in pairs], np.float64)
 
@@ -229,7 +235,7 @@ class DeepBoW:
         return np.digitize(np.asarray(scores, np.float64), self.thresholds).astype(np.int64)
 
     def explain(self, query: str, title: str) -> Explanation:
-        q, d = self.encode([query], "query")[0], self.encode([title], "title")[0]
+        q, d = self._edited(self.encode([query], "query")[0]), self.encode([title], "title")[0]
         qi, di, contrib = matched(q, d)
         qe = q.expanded if q.expanded is not None else np.zeros(len(q), bool)
         de = d.expanded if d.expanded is not None else np.zeros(len(d), bool)

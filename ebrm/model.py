@@ -1,8 +1,11 @@
 """EBRM end to end: tag a title's entities, judge each against the query, combine by soft logic.
 
-    sat(q, item) = OR_{e ∈ product entities} s(q, e)         the item sells what q asks for
-    ok(q, item)  = AND_{e ∈ all entities}   c(q, e)          nothing in it contradicts q
+    sat(q, item) = OR_{e ∈ product entities} w_e · s(q, e)   the item sells what q asks for
+    ok(q, item)  = AND_{e ∈ tagged entities} c(q, e)         nothing in it contradicts q
     score        = sat · (1 + ok)  ∈ [0, 2]
+
+w_e is 1 for a tagged product word and confidence ** γ for an untagged product candidate (a word
+of the title the tagger did not tag as a product; see Tagger.tag); γ is chosen on validation.
 
 OR and AND are one t-norm family (product by default; ebrm/soft_logic.py). The score reads as an
 expected grade: sat is the probability of label ≥ 1 (right product) and sat · ok the probability

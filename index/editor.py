@@ -64,6 +64,32 @@ class CompiledEdits:
                             np.array([rows[t][2] for t in keep], bool))
 
 
+def compile_words(state: EditState, vocab) -> CompiledEdits:
+    """The word-level part of an EditState (scales, bans, links) for a model's vocabulary:
+    what applies to pair scoring, where there are no catalogue items."""
+    out = CompiledEdits(state)
+    for word, f in state.scales.items():
+        out.term_factor[vocab.word_id(word)] = f
+    for (a, b), w in state.links.items():
+        out.links.setdefault(vocab.word_id(a), []).append((vocab.word_id(b), b, w))
+    return out
+
+
+def apply_journal(scorer, path: str | Path) -> EditState:
+    """Make a DeepBoW, EBRM or Hybrid scorer read the edits of a journal (a file, or an index
+    directory holding edits.jsonl): word scales, bans and links on DeepBoW's query vectors,
+    pins and type rules in EBRM. Per-product weights need the index (search, weights show)."""
+    path = Path(path)
+    state = replay(Journal(path / JOURNAL if path.is_dir() else path).read())
+    parts = [getattr(scorer, "deepbow", None), getattr(scorer, "ebrm", None)]
+    for m in [p for p in parts if p is not None] or [scorer]:
+        if hasattr(m, "vocab"):
+            m.query_edits = compile_words(state, m.vocab)
+        else:
+            m.edits = state
+    return state
+
+
 class Editor:
     """Edits of one catalogue (index/catalogue.py), journalled in `<index>/edits.jsonl`."""
 
@@ -84,11 +110,7 @@ class Editor:
 
     def compile(self, state: EditState) -> CompiledEdits:
         vocab = self.cat.model.vocab
-        out = CompiledEdits(state)
-        for word, f in state.scales.items():
-            out.term_factor[vocab.word_id(word)] = f
-        for (a, b), w in state.links.items():
-            out.links.setdefault(vocab.word_id(a), []).append((vocab.word_id(b), b, w))
+        out = compile_words(state, vocab)
         ids = self.cat.id_map()
         folded = self.cat.index.meta.get("folded_edits", {})
         want: dict[tuple[str, str], int] = {}

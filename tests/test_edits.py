@@ -266,3 +266,28 @@ def test_entity_pins_and_rules_change_ebrm_scores(cat, tiny_ebrm_dir):
     cat.editor.rule("*", "brand", "must_match")
     fatal = cat.entity_explain(q, "a2")
     assert fatal.sat <= other.sat * (1 + 1e-9) and "must-match" in fatal.to_text()
+
+
+def test_journal_applies_to_pair_scoring_and_explain(cat, tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    import deepbow
+    from cli.main import main
+    from index.editor import apply_journal
+
+    m = deepbow.load(tiny_model_dir)
+    q, t = "华为手机", "华为新款手机防摔"
+    base = m.score(q, [t])[0]
+    cat.editor.ban("华为")
+    apply_journal(m, cat.path)
+    banned = m.score(q, [t])[0]
+    assert banned < base and banned == pytest.approx(cat.explain(q, "a1").score, abs=1e-12)
+    assert all(r.word != "华为" for r in m.explain(q, t).rows)
+    assert m.score_pairs([(q, t)])[0] == banned
+    pairs = tmp_path / "p.jsonl"
+    pairs.write_text(json.dumps({"query": q, "title": t}, ensure_ascii=False) + "\n")
+    out = tmp_path / "o.jsonl"
+    r = CliRunner().invoke(main, ["score", "--pairs", str(pairs), "--out", str(out), "--model",
+                                  str(tiny_model_dir), "--edits", str(cat.path)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["score"] == pytest.approx(banned, abs=1e-6)
