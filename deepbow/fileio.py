@@ -98,3 +98,16 @@ def read_manifest(path: str | Path, fmt: str, version: int, what: str,
         raise error(f"{mpath}: format_version {manifest.get('format_version')!r} is not "
                     f"supported (this deepbow reads version {version})")
     return manifest
+
+
+def check_listed_files(path: str | Path, names, manifest: dict, verify: bool,
+                       error: type[Exception]) -> None:
+    """Every named file exists and, with verify, matches the sha256 the manifest lists."""
+    path = Path(path)
+    files = manifest.get("files", {})
+    for f in names:
+        fp = path / f
+        if not fp.is_file():
+            raise error(f"{path}: missing file {f}")
+        if verify and sha256_file(fp) != files.get(f):
+            raise error(f"{fp}: checksum mismatch (corrupt or edited file)")

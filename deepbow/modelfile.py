@@ -80,12 +80,7 @@ def load_model_dir(path: str | Path, verify: bool = True):
     if verify and manifest.get("model_id") != compute_model_id(files, manifest):
         raise ModelFileError(f"{path / 'manifest.json'}: model_id does not match its contents "
                              f"(edited manifest?)")
-    for f in FILES:
-        fp = path / f
-        if not fp.is_file():
-            raise ModelFileError(f"{path}: missing file {f}")
-        if verify and sha256_file(fp) != files.get(f):
-            raise ModelFileError(f"{fp}: checksum mismatch (corrupt or edited file)")
+    fileio.check_listed_files(path, FILES, manifest, verify, ModelFileError)
     try:
         with np.load(path / "weights.npz", allow_pickle=False) as z:
             arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]

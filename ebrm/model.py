@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from deepbow.errors import InputError, ModelFileError
-from deepbow.fileio import read_manifest, sha256_file, staged_dir
+from deepbow.fileio import check_listed_files, read_manifest, sha256_file, staged_dir
 from deepbow.modelfile import read_lines, write_lines
 from deepbow.text import normalize
 from ebrm.cache import Key, QECache, default_cache_dir
@@ -349,13 +349,7 @@ class EBRM:
 
         path = Path(path)
         manifest = read_manifest(path, FORMAT, FORMAT_VERSION, "EBRM model", ModelFileError)
-        files = manifest.get("files", {})
-        for f in FILES:
-            fp = path / f
-            if not fp.is_file():
-                raise ModelFileError(f"{path}: missing file {f}")
-            if verify and sha256_file(fp) != files.get(f):
-                raise ModelFileError(f"{fp}: checksum mismatch (corrupt or edited file)")
+        check_listed_files(path, FILES, manifest, verify, ModelFileError)
         try:
             with np.load(path / "weights.npz", allow_pickle=False) as z:
                 arrays = {k: torch.from_numpy(z[k].copy()) for k in z.files}

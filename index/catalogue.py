@@ -207,16 +207,20 @@ class Catalogue:
                 raise InputError(f"ids already in the index: {clash[:5]} (use update)")
             if clash:
                 self.index.delete([ids[x] for x in clash])
-            codes = encode_items(self.model, items, INDEX_BATCH, progress)
-            nums = self.index.add(codes)
-            if len(nums):
-                uid = self.index.segments[-1].uid
-                SegmentStore.write(self.path, uid, items)
-                self.stores[uid] = SegmentStore(self.path, uid)
-                for it, n in zip(items, nums.tolist(), strict=True):
-                    ids[it["id"]] = n
+            self._add_segment(items, encode_items(self.model, items, INDEX_BATCH, progress))
             self._write_manifest()
         return len(items)
+
+    def _add_segment(self, items: list[dict], codes) -> None:
+        """Postings (a CSR of title codes, one row per item) and items as a new segment."""
+        nums = self.index.add(codes)
+        if len(nums):
+            uid = self.index.segments[-1].uid
+            SegmentStore.write(self.path, uid, items)
+            self.stores[uid] = SegmentStore(self.path, uid)
+            ids = self.id_map()
+            for it, num in zip(items, nums.tolist(), strict=True):
+                ids[it["id"]] = num
 
     def update(self, items: Iterable[dict], progress=None) -> int:
         return self.add(items, progress, replace=True)
@@ -269,7 +273,6 @@ class Catalogue:
         for key in folded:
             item, word = key.split("\t", 1)
             by_doc_words.setdefault(item, []).append(word)
-        ids = self.id_map()
         docs, rows, items = [], [], []
         for doc, over in sorted(edits.overlay.items()):
             if doc in self.index.deleted:
@@ -296,13 +299,7 @@ class Catalogue:
         cols = np.array([t for r in rows for t in sorted(r)], np.int64)
         vals = np.array([r[t] for r in rows for t in sorted(r)], np.uint8)
         self.index.delete(docs)
-        nums = self.index.add(sparse.csr_matrix((vals, cols, indptr), shape=(len(rows), n)))
-        if len(nums):
-            uid = self.index.segments[-1].uid
-            SegmentStore.write(self.path, uid, items)
-            self.stores[uid] = SegmentStore(self.path, uid)
-            for it, num in zip(items, nums.tolist(), strict=True):
-                ids[it["id"]] = num
+        self._add_segment(items, sparse.csr_matrix((vals, cols, indptr), shape=(len(rows), n)))
         self.index.meta["folded_edits"] = folded
 
     def _write_manifest(self) -> None:
