@@ -56,8 +56,11 @@ class EntityTable:
         index: dict[Key, int] = {}
         rows_p: list[dict[int, float]] = []
         rows_a: list[dict[int, float]] = []
+        rows_b: list[list[int]] = []
         for ents in lists:
             ids = [index.setdefault((e.type, e.text), len(index)) for e in ents]
+            rows_b.append(list(dict.fromkeys(i for i, e in zip(ids, ents, strict=True)
+                                             if e.type == "brand")))
             prod: dict[int, float] = {}
             every: dict[int, float] = {}
             for i, e in zip(ids, ents, strict=True):
@@ -75,6 +78,7 @@ class EntityTable:
         self.every = _pad([list(r) for r in rows_a], len(self.keys))
         self.conf = _weights(rows_p, self.prod.shape)
         self.every_w = _weights(rows_a, self.every.shape)
+        self.brands = _pad(rows_b, len(self.keys))  # brand entities and brand candidates
 
     def __len__(self) -> int:
         return len(self.prod)
@@ -124,11 +128,14 @@ class EBRMExplanation:
     label: int
     family: str
     notes: list[str] = field(default_factory=list)
+    query_brands: list[str] = field(default_factory=list)
+    present: float | None = None  # the query's brand found among the title's brands
 
     def to_json(self) -> dict:
         return {"query": self.query, "title": self.title, "score": self.score,
                 "label": self.label, "satisfies": self.sat, "no_conflict": self.ok,
                 "family": self.family, "entities": [r.to_json() for r in self.rows],
+                "query_brands": self.query_brands, "brand_present": self.present,
                 "notes": self.notes}
 
     def to_text(self) -> str:
@@ -145,7 +152,11 @@ class EBRMExplanation:
             lines.append("(no entities found in the title)")
         lines.append("")
         lines.append(f"sat = OR(product satisfies × weight) = {self.sat:.4f};  "
-                     f"ok = AND(no-conflict) = {self.ok:.4f}")
+                     f"ok = AND(no-conflict{', brand present' if self.present is not None else ''})"
+                     f" = {self.ok:.4f}")
+        if self.present is not None:
+            lines.append(f"the query asks for brand {', '.join(self.query_brands)}: present = "
+                         f"OR(c of the title's brands) = {self.present:.4f}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -162,6 +173,7 @@ class EBRM:
         self.cache = cache if cache is not None else QECache(None, self.model_id)
         self._titles: dict[str, list[Entity]] = {}
         self.edits = None  # an index.edits.EditState: operator pins and type rules
+        self._query_brands: dict[str, list[str]] = {}
 
     @property
     def model_id(self) -> str:
@@ -235,7 +247,30 @@ class EBRM:
             S, C, must = self._apply_rules(table, S, C, categories)
         sat = soft_or(S, self.family) * must
         ok = soft_and(C, self.family)
+        present = self.brand_presence(query, table, c)
+        if present is not None:
+            ok = soft_and(np.stack([ok, present], -1), self.family)
         return sat * (1.0 + ok), sat, ok
+
+    def query_brands(self, query: str) -> list[str]:
+        """The brands the tagger finds in the query (remembered per query)."""
+        q = normalize(query)
+        got = self._query_brands.get(q)
+        if got is None:
+            got = [e.text for e in self.tagger.tag([q])[0] if e.type == "brand"]
+            self._query_brands[q] = got
+        return got
+
+    def brand_presence(self, query: str, table: EntityTable, c_ext: np.ndarray):
+        """With manifest "query_brand_presence" and a brand in the query: per title, OR over
+        its brand entities and brand candidates of c (the asked-for brand is there and does
+        not conflict). A title that names no brand at all cannot then pass as that brand's
+        product. None when off or the query names no brand."""
+        if not self.manifest.get("query_brand_presence") or not self.query_brands(query):
+            return None
+        c0 = c_ext.copy()
+        c0[-1] = 0.0  # the sentinel of an OR
+        return soft_or(c0[table.brands], self.family)
 
     def _apply_rules(self, table: EntityTable, S, C, categories):
         """Type rules: `ignore` drops an entity from the logic (s 0, c 1); `must_match` makes a
@@ -282,6 +317,7 @@ class EBRM:
         table = EntityTable([ents], self.gamma, self.brand_gamma)
         score, sat, ok = (float(x[0]) for x in self.score_table(query, table, [categories]))
         s, c = self.qe_scores(query, table.keys)
+        present = self.brand_presence(query, table, np.append(c, 1.0))
         rows = []
         for e in ents:
             i = table.keys.index((e.type, e.text))
@@ -291,11 +327,15 @@ class EBRM:
                 role = (f"product candidate, untagged (tagger confidence {e.conf:.2f}; the OR "
                         f"reads s × {w:.2f})")
             elif e.candidate:
-                if self.brand_gamma is None:
-                    continue  # brand candidates are off in this model
-                w = e.conf ** self.brand_gamma
-                role = (f"brand candidate, untagged (tagger confidence {e.conf:.2f}; the AND "
-                        f"reads 1 − {w:.2f} × (1 − c))")
+                if self.brand_gamma is not None:
+                    w = e.conf ** self.brand_gamma
+                    role = (f"brand candidate, untagged (tagger confidence {e.conf:.2f}; the "
+                            f"AND reads 1 − {w:.2f} × (1 − c))")
+                elif present is not None:
+                    w = 0.0
+                    role = "brand candidate, untagged (only where the query's brand is sought)"
+                else:
+                    continue  # brand candidates play no part in this model
             if self.edits is not None and self.edits.rules:
                 mode = self.edits.rule_for(["*", *categories], e.type)
                 role = {"ignore": "ignored (rule)",
@@ -308,8 +348,12 @@ class EBRM:
         if not any(e.type == "product" for e in ents):
             notes.append("no product entity found in the title: nothing can satisfy the query, "
                          "so the score is 0")
+        if present is not None and float(present[0]) < 0.5:
+            notes.append(f"the query's brand ({', '.join(self.query_brands(query))}) is not "
+                         f"among the title's brands: at most a partial match")
         return EBRMExplanation(query, title, rows, sat, ok, score, int(self.label([score])[0]),
-                               self.family, notes)
+                               self.family, notes, self.query_brands(query),
+                               None if present is None else float(present[0]))
 
     # -- disk -----------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> str:

@@ -253,6 +253,7 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
     manifest = {"family": chosen["family"], "thresholds": chosen["thresholds"],
                 "candidate_gamma": chosen["candidate_gamma"],
                 "brand_candidate_gamma": chosen["brand_candidate_gamma"],
+                "query_brand_presence": chosen["query_brand_presence"],
                 "product_candidates": product_candidates,
                 "tagger": {"n_features": tagger.n_features,
                            "word_features": tagger.word_features}, "qe": {},
@@ -286,13 +287,29 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
         by_brand[bg] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
         figures[f"{best} brand γ={bg}"] = (by_brand[bg], family, gamma)
     brand_gamma = max(BRAND_GAMMAS, key=lambda g: (by_brand[g], g is None))
-    thresholds = [float(x) for x in best_thresholds(
-        qi_scores(model.qe, pairs, lists, family, gamma, brand_gamma), y)]
+    # then whether a brand the query names must be found among the title's brands
+    saved = dict(model.manifest), model.family
+    model.manifest.update({"family": family, "candidate_gamma": gamma,
+                           "brand_candidate_gamma": brand_gamma})
+    model.family = family
+    by_presence = {}
+    for pres in (False, True):
+        model.manifest["query_brand_presence"] = pres
+        s = model.score_pairs([(p.query, p.title) for p in pairs])
+        by_presence[pres] = ((auc(s, y >= 1) + auc(s, y == 2)) / 2, s)
+        figures[f"... query brand presence={pres}"] = (by_presence[pres][0], family, gamma)
+    presence = max((False, True), key=lambda b: (by_presence[b][0], not b))
+    thresholds = [float(x) for x in best_thresholds(by_presence[presence][1], y)]
+    model.manifest.clear()
+    model.manifest.update(saved[0])
+    model.family = saved[1]
     log(f"validation mean AUC ({len(pairs)} pairs): "
         + ", ".join(f"{k} {v[0]:.4f}" for k, v in figures.items())
-        + f" → {best}, brand γ={brand_gamma}; thresholds {thresholds}")
+        + f" → {best}, brand γ={brand_gamma}, query brand presence {presence}; thresholds "
+        f"{thresholds}")
     return {"family": family, "candidate_gamma": gamma, "brand_candidate_gamma": brand_gamma,
-            "thresholds": thresholds, "calibration_auc": {k: v[0] for k, v in figures.items()}}
+            "query_brand_presence": presence, "thresholds": thresholds,
+            "calibration_auc": {k: v[0] for k, v in figures.items()}}
 
 
 def apply_logic(model: EBRM, chosen: dict) -> None:

@@ -84,9 +84,11 @@ def test_explain_equals_score(tiny):
 
     prods = [r.s * r.weight for r in ex.rows if r.type == "product"]
     assert ex.sat == pytest.approx(soft_or(np.array(prods), model.family), abs=1e-9)
-    assert ex.ok == pytest.approx(soft_and(np.array(
-        [1 - r.weight * (1 - r.c) for r in ex.rows if not (r.candidate and r.type == "product")]),
-        model.family), abs=1e-9)
+    parts = [1 - r.weight * (1 - r.c) for r in ex.rows
+             if not (r.candidate and r.type == "product")]
+    if ex.present is not None:  # the query's brand must be among the title's brands
+        parts.append(ex.present)
+    assert ex.ok == pytest.approx(soft_and(np.array(parts), model.family), abs=1e-9)
     assert {r.type for r in ex.rows} >= {"brand", "product"}
 
 
@@ -114,7 +116,9 @@ def test_table_scoring_matches_training_forward(tiny):
 
     from ebrm.train import qi_forward
 
-    model, _ = tiny
+    model, path = tiny
+    model = EBRM.load(path, cache=None)
+    model.manifest["query_brand_presence"] = False  # training has no query-side term
     titles = ["华为新款手机防摔", "小米超薄鼠标垫夏季", "罗技2024耳机正品"]
     score, sat, ok = model.score_table("华为手机", model.table(titles))
     with torch.inference_mode():
@@ -294,3 +298,21 @@ def test_cli_cache_stats_warm_clear(tiny, tmp_path):
     assert r.exit_code == 0
     r = run(main, ["ebrm", "cache", "stats", "--json", *opts])
     assert json.loads(r.output)["entries"] == 0
+
+
+def test_query_brand_must_be_present_when_asked(tiny):
+    _, path = tiny
+    m = EBRM.load(path, cache=None)
+    if "华为" not in m.query_brands("华为手机"):
+        pytest.skip("the tiny tagger finds no brand in this query")
+    titles = ["华为新款手机防摔", "新款手机防摔包邮"]  # the second names no brand at all
+    m.manifest["query_brand_presence"] = False
+    _, _, ok_off = m.score_table("华为手机", m.table(titles))
+    m.manifest["query_brand_presence"] = True
+    _, _, ok_on = m.score_table("华为手机", m.table(titles))
+    assert ok_on[1] < 0.5 <= ok_off[1] and ok_on[0] == pytest.approx(ok_off[0], abs=0.05)
+    ex = m.explain("华为手机", titles[1])
+    assert ex.query_brands == ["华为"] and ex.present is not None and ex.present < 0.5
+    assert "brand present" in ex.to_text()
+    _, _, ok_q = m.score_table("手机", m.table(titles))  # no brand asked: no such term
+    assert m.brand_presence("手机", m.table(titles), np.ones(3)) is None and ok_q[1] > 0.5
