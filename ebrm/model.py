@@ -2,6 +2,7 @@
 
     sat(q, item) = OR_{e ∈ product entities} w_e · s(q, e)   the item sells what q asks for
     ok(q, item)  = AND_{e ∈ tagged entities} c(q, e)         nothing in it contradicts q
+                   [AND OR_{b ∈ title brands} c(q, b)]      (when q names a brand: it is there)
     score        = sat · (1 + ok)  ∈ [0, 2]
 
 w_e is 1 for a tagged product word and confidence ** γ for an untagged product candidate (a word
