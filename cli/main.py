@@ -630,15 +630,18 @@ def demo(catalogue, k, queries, use_ebrm, model_path):
 @click.argument("titles", nargs=-1, required=True)
 @click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path), default=None,
               help="EBRM model directory (default: the shipped one).")
+@click.option("--candidates", is_flag=True,
+              help="Also list the untagged product and brand candidates EBRM weighs.")
 @json_option
 @handle_errors
-def entities(titles, ebrm_path, as_json):
+def entities(titles, ebrm_path, candidates, as_json):
     """Tag each title's entities (product word, brand, model, misc) with the EBRM tagger, and
     the untagged product candidates EBRM also weighs (with the tagger's confidence)."""
     import deepbow
 
     model = deepbow.load_ebrm(ebrm_path, cache=None)
     for title, ents in zip(titles, model.entities(list(titles)), strict=True):
+        ents = [e for e in ents if candidates or not e.candidate]
         if as_json:
             emit_json({"title": title, "entities": [e.to_json() for e in ents]})
             continue
@@ -646,7 +649,7 @@ def entities(titles, ebrm_path, as_json):
         if not ents:
             click.echo("  (no entities)")
         for e in ents:
-            cand = f"  (untagged product candidate, confidence {e.conf:.2f})" if e.candidate \
+            cand = f"  (untagged {e.type} candidate, confidence {e.conf:.2f})" if e.candidate \
                 else ""
             click.echo(f"  {e.type:<8} {e.text:<20} [{e.start}:{e.end}]{cand}")
 
