@@ -14,6 +14,7 @@ so it always agrees with the ranking.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +164,9 @@ class Catalogue:
 
         def write_items(folder: Path) -> list[str]:
             SegmentStore.write(folder, uid, items)
+            journal = out / "edits.jsonl"
+            if journal.is_file():  # a rebuild keeps the operators' edits (not checksummed:
+                shutil.copy2(journal, folder / journal.name)  # the journal grows)
             return SegmentStore(folder, uid).names()
 
         index.save(out, overwrite=overwrite, write_extra=write_items)

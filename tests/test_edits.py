@@ -291,3 +291,9 @@ def test_journal_applies_to_pair_scoring_and_explain(cat, tiny_model_dir, tmp_pa
                                   str(tiny_model_dir), "--edits", str(cat.path)])
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["score"] == pytest.approx(banned, abs=1e-6)
+
+
+def test_a_rebuild_keeps_the_journal(cat, tiny_model):
+    cat.editor.ban("鼠标")
+    again = Catalogue.build(tiny_model, ITEMS, cat.path, overwrite=True)
+    assert len(again.editor.log()) == 1 and "a5" not in dict(ranking(again, "鼠标"))
