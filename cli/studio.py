@@ -134,6 +134,8 @@ def make_handler(studio: Studio):
                 self._json(200, fn())
             except (DeepBowError, ValueError, TypeError) as e:
                 self._json(400, {"error": str(e)})
+            except Exception as e:  # a bug: say so rather than drop the connection
+                self._json(500, {"error": f"internal error: {type(e).__name__}: {e}"})
 
         def do_GET(self) -> None:
             url = urlparse(self.path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -40,9 +41,11 @@ class QECache:
         self.misses = 0
         self.invalidated = False
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30)
+            # one connection shared by the threads of a server, serialised by self._lock
+            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='model_id'").fetchone()
             if row is not None and row[0] != model_id:
@@ -57,9 +60,10 @@ class QECache:
         if got is None:
             got = {}
             if self._db is not None:
-                for et, e, s, c in self._db.execute(
-                        "SELECT etype, entity, s, c FROM qe WHERE query=?", (query,)):
-                    got[(et, e)] = (s, c)
+                with self._lock:
+                    for et, e, s, c in self._db.execute(
+                            "SELECT etype, entity, s, c FROM qe WHERE query=?", (query,)):
+                        got[(et, e)] = (s, c)
             self.mem[query] = got
         return got
 
@@ -78,15 +82,16 @@ class QECache:
         for k, s, c in items:
             got[k] = (s, c)
         if self._db is not None and items:
-            with self._db:
+            with self._lock, self._db:
                 self._db.executemany("INSERT OR REPLACE INTO qe VALUES (?, ?, ?, ?, ?)",
                                      [(query, k[0], k[1], s, c) for k, s, c in items])
 
     def stats(self) -> dict:
         entries = queries = 0
         if self._db is not None:
-            entries = self._db.execute("SELECT COUNT(*) FROM qe").fetchone()[0]
-            queries = self._db.execute("SELECT COUNT(DISTINCT query) FROM qe").fetchone()[0]
+            with self._lock:
+                entries = self._db.execute("SELECT COUNT(*) FROM qe").fetchone()[0]
+                queries = self._db.execute("SELECT COUNT(DISTINCT query) FROM qe").fetchone()[0]
         else:
             entries = sum(len(v) for v in self.mem.values())
             queries = len(self.mem)
@@ -100,9 +105,10 @@ class QECache:
     def clear(self) -> None:
         self.mem.clear()
         if self._db is not None:
-            with self._db:
-                self._db.execute("DELETE FROM qe")
-            self._db.execute("VACUUM")
+            with self._lock:
+                with self._db:
+                    self._db.execute("DELETE FROM qe")
+                self._db.execute("VACUUM")
 
     def close(self) -> None:
         if self._db is not None:

@@ -22,7 +22,8 @@ def server(tiny_model, tiny_ebrm_dir, tmp_path):
     from ebrm.model import EBRM
 
     cat = Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
-    cat.attach_ebrm(EBRM.load(tiny_ebrm_dir, cache=None))
+    # a persistent QE cache, as `deepbow studio` opens it: used from the server's threads
+    cat.attach_ebrm(EBRM.load(tiny_ebrm_dir, cache=tmp_path / "qe.sqlite"))
     srv = serve(Studio(cat, user="tester"), "127.0.0.1", 0)
     yield f"http://127.0.0.1:{srv.server_address[1]}", cat
     srv.shutdown()
