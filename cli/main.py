@@ -320,7 +320,7 @@ def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, edits_path,
         emit_json(res)
         return
     cols = ["auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0",
-            "hard_neg_below_all"]
+            "auc_2v1", "hard_neg_below_all"]
     for group, by_model in res.items():
         n = next(iter(by_model.values()))["pairs"]
         click.echo(f"[{group}] {n} pairs")

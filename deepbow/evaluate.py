@@ -17,7 +17,8 @@ from deepbow.metrics import (
     ndcg_at_k,
 )
 
-METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0")
+METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0",
+           "auc_2v1")
 
 
 def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray) -> dict:
@@ -30,6 +31,11 @@ def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarra
         row["f1_label1"] = float(class_f1(labels_pred, y)[1])
         le1 = y <= 1
         row["auc_1v0"] = auc(scores[le1], y[le1] == 1)
+        # exact above partial, within the queries that have partial matches (e-commerce: the
+        # asked-for brand above other brands of the same product)
+        partial_q = {q[i] for i in np.nonzero(y == 1)[0]}
+        sel = np.array([q[i] in partial_q and y[i] >= 1 for i in range(len(y))])
+        row["auc_2v1"] = auc(scores[sel], y[sel] == 2)
     strict, pairwise, n = hard_negative_rate(q, scores, y, [p.kind for p in pairs])
     if n:
         row.update({"hard_neg_below_all": strict, "hard_neg_pairwise": pairwise,

@@ -61,3 +61,15 @@ def test_hard_negative_rate():
     kinds = ["ecom", "ecom", "ecom-hard", "ecom", "ecom-hard"]
     strict, pairwise, n = hard_negative_rate(q, s, y, kinds)
     assert n == 2 and strict == 0.5 and pairwise == pytest.approx(2 / 3)
+
+
+def test_metric_row_partial_match_figures():
+    from deepbow.datasets import Pair
+    from deepbow.evaluate import metric_row
+
+    pairs = [Pair("a", "t1", 2), Pair("a", "t2", 1), Pair("a", "t3", 0),
+             Pair("b", "t4", 2), Pair("b", "t5", 0)]  # b has no partial match
+    s = np.array([0.5, 0.9, 0.1, 0.8, 0.2])
+    row = metric_row(pairs, s, np.array([2, 1, 0, 2, 0]))
+    assert row["auc_2v1"] == 0.0  # within query a the partial match outranks the exact one
+    assert row["auc_1v0"] == 1.0 and row["f1_label1"] == 1.0
