@@ -868,13 +868,26 @@ def run_edit(index_dir, model_path, fn_name: str, *args, ebrm_path=None, **kwarg
 @index_dir
 @click.argument("item_id")
 @click.argument("query", required=False)
+@click.option("--entities", is_flag=True,
+              help="With QUERY: EBRM's entity-by-entity view instead (pins and rules applied).")
+@click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path), default=None)
 @model_option
 @json_option
 @handle_errors
-def weights_show(index_dir, item_id, query, model_path, as_json):
+def weights_show(index_dir, item_id, query, entities, ebrm_path, model_path, as_json):
     """ITEM_ID's words and weights as search sees them (edits applied), or with QUERY its
-    score word by word."""
+    score word by word (or entity by entity with --entities)."""
     cat = open_catalogue(index_dir, model_path)
+    if query and entities:
+        import deepbow
+
+        cat.attach_ebrm(deepbow.load_ebrm(ebrm_path))
+        ex = cat.entity_explain(query, item_id)
+        if as_json:
+            emit_json(ex.to_json())
+        else:
+            click.echo(ex.to_text())
+        return
     if query:
         ex = cat.explain(query, item_id)
         if as_json:

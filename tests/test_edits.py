@@ -268,6 +268,20 @@ def test_entity_pins_and_rules_change_ebrm_scores(cat, tiny_ebrm_dir):
     assert fatal.sat <= other.sat * (1 + 1e-9) and "must-match" in fatal.to_text()
 
 
+def test_weights_show_entities(cat, tiny_model_dir, tiny_ebrm_dir, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    monkeypatch.setenv("DEEPBOW_CACHE", str(tmp_path / "cache"))
+    cat.editor.pin("华为手机", "brand", "华为", c=0.0)
+    r = CliRunner().invoke(main, ["weights", "show", str(cat.path), "a1", "华为手机",
+                                  "--entities", "--model", str(tiny_model_dir),
+                                  "--ebrm-model", str(tiny_ebrm_dir)])
+    assert r.exit_code == 0, r.output
+    assert "EBRM score" in r.output and "[pinned]" in r.output
+
+
 def test_journal_applies_to_pair_scoring_and_explain(cat, tiny_model_dir, tmp_path):
     from click.testing import CliRunner
 
