@@ -85,10 +85,11 @@ class Lexicon:
                 i += 1
         return out
 
-    def features(self, text: str) -> np.ndarray:
-        """[len(text), 8] float marks: B/I/E/S of a longest-match word, per lexicon type."""
+    def features(self, text: str, matches: list[Entity] | None = None) -> np.ndarray:
+        """[len(text), 8] float marks: B/I/E/S of a longest-match word, per lexicon type
+        (`matches`: longest_match(text), when the caller has it already)."""
         f = np.zeros((len(text), 4 * len(LEXICON_TYPES)), np.float32)
-        for e in self.longest_match(text):
+        for e in self.longest_match(text) if matches is None else matches:
             base = 4 * LEXICON_TYPES.index(e.type)
             if e.end - e.start == 1:
                 f[e.start, base + 3] = 1

@@ -169,8 +169,6 @@ class EBRM:
         self.tagger = tagger
         self.qe = qe
         self.manifest = manifest
-        self.family: str = manifest.get("family", "product")
-        self.thresholds = np.asarray(manifest.get("thresholds", [0.5, 1.5]), np.float64)
         self.cache = cache if cache is not None else QECache(None, self.model_id)
         self._titles: dict[str, list[Entity]] = {}
         self.edits = None  # an index.edits.EditState: operator pins and type rules
@@ -191,6 +189,15 @@ class EBRM:
             for t, ents in zip(todo, self.tagger.tag(todo, candidates=cands), strict=True):
                 self._titles[t] = ents
         return [self._titles[t] for t in texts]
+
+    @property
+    def family(self) -> str:
+        """The t-norm family of the soft logic (ebrm/soft_logic.py), from the manifest."""
+        return self.manifest.get("family", "product")
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return np.asarray(self.manifest.get("thresholds", [0.5, 1.5]), np.float64)
 
     @property
     def gamma(self) -> float:
@@ -387,36 +394,55 @@ class EBRM:
              cache: str | Path | bool | None = True) -> EBRM:
         """Load an EBRM directory. cache: True = the default file for this model under
         $DEEPBOW_CACHE (or ~/.cache/deepbow), a path = that SQLite file, False/None = memory."""
-        import torch
-
         from ebrm import qe as qe_mod
-        from ebrm import tagger as tagger_mod
 
         path = Path(path)
-        manifest = read_manifest(path, FORMAT, FORMAT_VERSION, "EBRM model", ModelFileError)
-        check_listed_files(path, FILES, manifest, verify, ModelFileError)
-        try:
-            with np.load(path / "weights.npz", allow_pickle=False) as z:
-                arrays = {k: torch.from_numpy(z[k].copy()) for k in z.files}
-        except Exception as e:
-            raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
-        vocab = CharVocab(read_lines(path / "chars.txt"))
-        lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
-        tcfg = manifest.get("tagger", {})
-        tnet = tagger_mod.build_net(len(vocab), n_features=tcfg.get("n_features", 8))
+        manifest, arrays, vocab, lexicon = _read_dir(path, verify)
+        tagger = _tagger_from(path, manifest, arrays, vocab, lexicon)
         qnet = qe_mod.build_net(len(vocab), **manifest.get("qe", {}))
-        for prefix, net in (("tagger.", tnet), ("qe.", qnet)):
-            sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-            try:
-                net.load_state_dict(sub)
-            except RuntimeError as e:
-                raise ModelFileError(f"{path}: weights do not fit the network "
-                                     f"({str(e).splitlines()[0]})") from None
+        _fit(qnet, arrays, "qe.", path)
         model_id = manifest.get("model_id", "")
         if cache is True:
             cache = default_cache_dir() / f"ebrm-qe-{model_id}.sqlite"
         qc = QECache(cache if cache else None, model_id)
-        tagger = tagger_mod.Tagger(tnet, vocab, lexicon,
-                                   word_features=bool(tcfg.get("word_features")))
-        return cls(tagger, qe_mod.QEModel(qnet, vocab),
-                   manifest, qc)
+        return cls(tagger, qe_mod.QEModel(qnet, vocab), manifest, qc)
+
+
+def load_tagger(path: str | Path, verify: bool = True):
+    """Only the tagger of an EBRM directory (to keep it while retraining the rest)."""
+    path = Path(path)
+    return _tagger_from(path, *_read_dir(path, verify))
+
+
+def _read_dir(path: Path, verify: bool):
+    """manifest, weight arrays (torch), character vocabulary and lexicon; checked."""
+    import torch
+
+    manifest = read_manifest(path, FORMAT, FORMAT_VERSION, "EBRM model", ModelFileError)
+    check_listed_files(path, FILES, manifest, verify, ModelFileError)
+    try:
+        with np.load(path / "weights.npz", allow_pickle=False) as z:
+            arrays = {k: torch.from_numpy(z[k].copy()) for k in z.files}
+    except Exception as e:
+        raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
+    vocab = CharVocab(read_lines(path / "chars.txt"))
+    lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
+    return manifest, arrays, vocab, lexicon
+
+
+def _fit(net, arrays: dict, prefix: str, path: Path) -> None:
+    sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    try:
+        net.load_state_dict(sub)
+    except RuntimeError as e:
+        raise ModelFileError(f"{path}: weights do not fit the network "
+                             f"({str(e).splitlines()[0]})") from None
+
+
+def _tagger_from(path: Path, manifest: dict, arrays: dict, vocab: CharVocab, lexicon: Lexicon):
+    from ebrm import tagger as tagger_mod
+
+    tcfg = manifest.get("tagger", {})
+    net = tagger_mod.build_net(len(vocab), n_features=tcfg.get("n_features", 8))
+    _fit(net, arrays, "tagger.", path)
+    return tagger_mod.Tagger(net, vocab, lexicon, word_features=bool(tcfg.get("word_features")))

@@ -164,17 +164,27 @@ class Tagger:
     def n_features(self) -> int:
         return 12 if self.word_features else 8
 
-    def features(self, text: str) -> np.ndarray:
+    def read(self, text: str, words: bool = False) -> tuple[str, list[Entity], list[str]]:
+        """A text's normalised characters, its gazetteer longest matches and (with word
+        features, or when asked) its jieba words: computed once, read by the input features
+        and by the candidates."""
         t = norm_chars(text)
-        f = self.lexicon.features(t)
+        w = self.segmenter().words(t) if (words or self.word_features) else []
+        return t, self.lexicon.longest_match(t), w
+
+    def features(self, reading: tuple[str, list[Entity], list[str]]) -> np.ndarray:
+        t, matches, words = reading
+        f = self.lexicon.features(t, matches)
         if not self.word_features:
             return f
-        return np.concatenate([f, word_marks(t, self.segmenter().words(t))], 1)
+        return np.concatenate([f, word_marks(t, words)], 1)
 
-    def batch(self, texts: Sequence[str]):
+    def batch(self, texts: Sequence[str], readings: Sequence[tuple] | None = None):
         import torch
 
         texts = [t[:self.max_len] for t in texts]
+        if readings is None:
+            readings = [self.read(t) for t in texts]
         n = max((len(t) for t in texts), default=1) or 1
         c = np.zeros((len(texts), n), np.int64)
         b = np.zeros((len(texts), n), np.int64)
@@ -182,7 +192,7 @@ class Tagger:
         for i, t in enumerate(texts):
             c[i, :len(t)] = self.vocab.ids(t)
             b[i, :len(t)] = bigram_ids(t)
-            f[i, :len(t)] = self.features(t)
+            f[i, :len(t)] = self.features(readings[i])
         return torch.from_numpy(c), torch.from_numpy(b), torch.from_numpy(f)
 
     def segmenter(self):
@@ -207,7 +217,8 @@ class Tagger:
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
                 chunk = [t[:self.max_len] for t in texts[s:s + batch_size]]
-                logp = torch.log_softmax(self.net(*self.batch(chunk)), -1).numpy()
+                readings = [self.read(t, words=candidates) for t in chunk]
+                logp = torch.log_softmax(self.net(*self.batch(chunk, readings)), -1).numpy()
                 for i, t in enumerate(chunk):
                     if not t.strip():
                         out.append([])
@@ -215,14 +226,14 @@ class Tagger:
                     ents = spans_from_tags(t, viterbi(logp[i, :len(t)]))
                     if candidates:
                         p = np.exp(logp[i, :len(t)])
-                        ents = self._candidates(t, ents, p[:, prod_tags].sum(1),
+                        ents = self._candidates(readings[i], ents, p[:, prod_tags].sum(1),
                                                 p[:, brand_tags].sum(1))
                     out.append(ents)
         return out
 
-    def _candidates(self, text: str, ents: list[Entity], pprod: np.ndarray,
-                    pbrand: np.ndarray) -> list[Entity]:
-        t = norm_chars(text)
+    def _candidates(self, reading: tuple[str, list[Entity], list[str]], ents: list[Entity],
+                    pprod: np.ndarray, pbrand: np.ndarray) -> list[Entity]:
+        t, matches, words = reading
         covered = np.zeros(len(t) + 1, bool)
         tagged = np.zeros(len(t) + 1, bool)
         for e in ents:
@@ -231,12 +242,12 @@ class Tagger:
                 covered[e.start:e.end] = True
         known = {e.text for e in ents if e.type == "product"}
         extra: dict[str, Entity] = {}
-        for e in self.lexicon.longest_match(t):
+        for e in matches:
             if e.type == "product" and not covered[e.start:e.end].any() and e.text not in known:
                 extra.setdefault(e.text, Entity("product", e.text, e.start, e.end, 1.0, True))
         brands: dict[str, Entity] = {}
         pos = 0
-        for w in self.segmenter().words(t):
+        for w in words:
             a = t.find(w, pos)
             if a < 0:
                 continue
@@ -269,6 +280,7 @@ def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVoc
     tagger = Tagger(net, vocab, lexicon, word_features=word_features)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     masks = [allowed_mask(tags, partial) for _, tags, partial in examples]
+    readings = [tagger.read(t[:tagger.max_len]) for t, _, _ in examples]  # once, not per epoch
     best, best_state = -1.0, None
     for epoch in range(epochs):
         net.train()
@@ -277,7 +289,7 @@ def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVoc
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             texts = [examples[i][0] for i in idx]
-            logits = net(*tagger.batch(texts))
+            logits = net(*tagger.batch(texts, [readings[i] for i in idx]))
             m = np.zeros(logits.shape, bool)
             for k, i in enumerate(idx):
                 n = min(len(masks[i]), m.shape[1])

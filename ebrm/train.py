@@ -13,7 +13,6 @@ titles' queries. The NER dev sets are never read here: they are the held-out eva
 from __future__ import annotations
 
 import copy
-import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from deepbow.metrics import auc, best_thresholds
 from deepbow.text import normalize
 from ebrm.charvocab import CharVocab
 from ebrm.lexicon import Entity, Lexicon
-from ebrm.model import EBRM
+from ebrm.model import EBRM, load_tagger
 from ebrm.qe import QEModel, build_net
 from ebrm.qedata import QEExample, qe_examples
 from ebrm.soft_logic import FAMILIES, soft_and, soft_or
@@ -74,6 +73,13 @@ def _bce(p, y):
     return torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), y)
 
 
+def shuffled_batches(items: Sequence, batch_size: int, rng: np.random.Generator):
+    """One epoch of minibatches in a fresh random order."""
+    order = rng.permutation(len(items))
+    for a in range(0, len(order), batch_size):
+        yield [items[i] for i in order[a:a + batch_size]]
+
+
 def pretrain_qe(qe: QEModel, examples: Sequence[QEExample], epochs: int, lr: float,
                 batch_size: int = 256, seed: int = 0, log: Log = print) -> None:
     import torch
@@ -85,10 +91,8 @@ def pretrain_qe(qe: QEModel, examples: Sequence[QEExample], epochs: int, lr: flo
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     for epoch in range(epochs):
         net.train()
-        order = rng.permutation(len(examples))
         total, t0 = 0.0, time.time()
-        for a in range(0, len(order), batch_size):
-            ex = [examples[i] for i in order[a:a + batch_size]]
+        for ex in shuffled_batches(examples, batch_size, rng):
             logits = qe.logits([e.query for e in ex], [(e.type, e.entity) for e in ex])
             y = torch.tensor([[max(e.s, 0.0), e.c] for e in ex], dtype=torch.float32)
             m = torch.tensor([[float(e.s >= 0), 1.0] for e in ex], dtype=torch.float32)
@@ -155,10 +159,8 @@ def finetune(qe: QEModel, pairs: Sequence[Pair], entities: dict[str, list[Entity
     log(f"fine-tuning: validation AUC before {best:.4f}")
     for epoch in range(epochs):
         net.train()
-        order = rng.permutation(len(pairs))
         total, t0 = 0.0, time.time()
-        for a in range(0, len(order), batch_size):
-            batch = [pairs[i] for i in order[a:a + batch_size]]
+        for batch in shuffled_batches(pairs, batch_size, rng):
             sat, ok = qi_forward(qe, [normalize(p.query) for p in batch],
                                  [entities[p.title] for p in batch])
             y = torch.tensor([p.label for p in batch], dtype=torch.float32)
@@ -287,22 +289,19 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
         by_brand[bg] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
         figures[f"{best} brand γ={bg}"] = (by_brand[bg], family, gamma)
     brand_gamma = max(BRAND_GAMMAS, key=lambda g: (by_brand[g], g is None))
-    # then whether a brand the query names must be found among the title's brands
-    saved = dict(model.manifest), model.family
-    model.manifest.update({"family": family, "candidate_gamma": gamma,
-                           "brand_candidate_gamma": brand_gamma})
-    model.family = family
+    # then whether a brand the query names must be found among the title's brands, scored
+    # by a trial model sharing this one's tagger, cross-encoder, cache and tagged titles
     by_presence = {}
     for pres in (False, True):
-        model.manifest["query_brand_presence"] = pres
-        s = model.score_pairs([(p.query, p.title) for p in pairs])
+        trial = EBRM(model.tagger, model.qe, {
+            **model.manifest, "family": family, "candidate_gamma": gamma,
+            "brand_candidate_gamma": brand_gamma, "query_brand_presence": pres}, model.cache)
+        trial._titles = model._titles
+        s = trial.score_pairs([(p.query, p.title) for p in pairs])
         by_presence[pres] = ((auc(s, y >= 1) + auc(s, y == 2)) / 2, s)
         figures[f"... query brand presence={pres}"] = (by_presence[pres][0], family, gamma)
     presence = max((False, True), key=lambda b: (by_presence[b][0], not b))
     thresholds = [float(x) for x in best_thresholds(by_presence[presence][1], y)]
-    model.manifest.clear()
-    model.manifest.update(saved[0])
-    model.family = saved[1]
     log(f"validation mean AUC ({len(pairs)} pairs): "
         + ", ".join(f"{k} {v[0]:.4f}" for k, v in figures.items())
         + f" → {best}, brand γ={brand_gamma}, query brand presence {presence}; thresholds "
@@ -316,7 +315,6 @@ def apply_logic(model: EBRM, chosen: dict) -> None:
     cal = chosen.pop("calibration_auc")
     model.manifest.update(chosen)
     model.manifest.setdefault("training", {})["calibration_auc"] = cal
-    model.family, model.thresholds = chosen["family"], np.asarray(chosen["thresholds"])
 
 
 def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
@@ -341,25 +339,6 @@ def train_ebrm(out: str | Path, data_dir: Path | None = None, seed: int = 0,
     model.save(out)
     log(f"saved {out} in {time.time() - t_start:.0f} s")
     return EBRM.load(out, cache=False)
-
-
-def load_tagger(path: str | Path):
-    """The tagger of a saved EBRM directory (its QE part may be of another shape)."""
-    import torch
-
-    from ebrm import tagger as tagger_mod
-    from ebrm.model import read_lines
-
-    path = Path(path)
-    tcfg = json.loads((path / "manifest.json").read_text(encoding="utf-8")).get("tagger", {})
-    vocab = CharVocab(read_lines(path / "chars.txt"))
-    lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
-    net = tagger_mod.build_net(len(vocab), n_features=tcfg.get("n_features", 8))
-    with np.load(path / "weights.npz") as z:
-        net.load_state_dict({k[7:]: torch.from_numpy(z[k].copy()) for k in z.files
-                             if k.startswith("tagger.")})
-    return tagger_mod.Tagger(net.eval(), vocab, lexicon,
-                             word_features=bool(tcfg.get("word_features")))
 
 
 def validation_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]:
@@ -416,7 +395,7 @@ def tagger_figures(ebrm_path: str | Path | None = None, data_dir: Path | None = 
     from ebrm.tagger import entity_prf
 
     d = data_dir or shared_data_dir()
-    model = EBRM(load_tagger(ebrm_path or deepbow.default_ebrm_path()), None, {})
+    tagger = load_tagger(ebrm_path or deepbow.default_ebrm_path())
     gaz = Lexicon.from_gazetteers(d / "gazetteers")
     out = {}
     for f in NER_DEV:
@@ -428,11 +407,12 @@ def tagger_figures(ebrm_path: str | Path | None = None, data_dir: Path | None = 
             return [[e for e in ents if e.type in types] for ents in lists]
 
         g = keep([ents for _, ents, _ in gold])
-        res = {"tagger": entity_prf(g, keep(model.entities(texts)), types)}
+        pred = tagger.tag(texts)  # tagged entities only, no candidates
+        res = {"tagger": entity_prf(g, keep(pred), types)}
         gp = [[e for e in ents if e.type in ("product", "brand")] for ents in g]
         res["gazetteer"] = entity_prf(gp, [gaz.longest_match(norm_chars(t)) for t in texts],
                                       ("product", "brand"))
-        res["tagger-pb"] = entity_prf(gp, keep(model.entities(texts), ("product", "brand")),
+        res["tagger-pb"] = entity_prf(gp, keep(pred, ("product", "brand")),
                                       ("product", "brand"))
         out[Path(f).name] = res
     return out

@@ -25,7 +25,7 @@ import numpy as np
 
 from deepbow.errors import InputError
 from deepbow.sparse import SparseVector
-from index.edits import JOURNAL, EditError, EditState, Journal, describe, replay
+from index.edits import JOURNAL, EditError, EditState, Journal, check_args, describe, replay
 
 MAX_QUERY_CODE_EDITED = 1 << 24
 
@@ -186,11 +186,11 @@ class Editor:
         return str(item)
 
     def _apply(self, op: str, args: dict, by: str | None, reason: str, query: str | None,
-               k: int, figures: dict) -> dict:
-        from index.edits import check_args
-
+               k: int, figures: Callable[[dict], dict] = lambda a: {}) -> dict:
+        """Check the arguments once, then `figures(args)` (which may refuse the edit too), the
+        sample query's rankings, and append."""
         args = check_args(op, args)
-        figures = {**figures, **self._figures({"op": op, "args": args}, query, k)}
+        figures = {**figures(args), **self._figures({"op": op, "args": args}, query, k)}
         rec = self.journal.append(op, args, by, reason, figures)
         self._sig = None
         return rec
@@ -204,31 +204,28 @@ class Editor:
                    reason: str = "", create: bool = False, query: str | None = None,
                    k: int = 10) -> dict:
         item, word = self._item(item), self._word(word, create)
-        weight = float(weight) if isinstance(weight, int | float) else weight
-        args = {"item": item, "word": word, "weight": weight}
-        from index.edits import check_args
 
-        self.title_code(check_args("set", args)["weight"])  # refuse out-of-range first
-        return self._apply("set", args, by, reason, query, k,
-                           {"weight_before": self.current_weight(item, word),
-                            "weight_after": weight})
+        def figures(a: dict) -> dict:
+            self.title_code(a["weight"])  # refuses a weight the index cannot store
+            return {"weight_before": self.current_weight(item, word), "weight_after": a["weight"]}
+
+        return self._apply("set", {"item": item, "word": word, "weight": weight}, by, reason,
+                           query, k, figures)
 
     def scale(self, word: str, factor: float, by: str | None = None, reason: str = "",
               create: bool = False, query: str | None = None, k: int = 10) -> dict:
-        from index.edits import check_args
-
         word = self._word(word, create)
-        factor = check_args("scale", {"word": word, "factor": factor})["factor"]
         before = self.compiled().state.scales.get(word, 1.0)
         return self._apply("scale", {"word": word, "factor": factor}, by, reason, query, k,
-                           {"factor_before": before, "factor_after": before * factor})
+                           lambda a: {"factor_before": before,
+                                      "factor_after": before * a["factor"]})
 
     def ban(self, word: str, by: str | None = None, reason: str = "", create: bool = False,
             query: str | None = None, k: int = 10) -> dict:
         word = self._word(word, create)
         before = self.compiled().state.scales.get(word, 1.0)
         return self._apply("ban", {"word": word}, by, reason, query, k,
-                           {"factor_before": before, "factor_after": 0.0})
+                           lambda a: {"factor_before": before, "factor_after": 0.0})
 
     def link(self, a: str, b: str, weight: float = 1.0, by: str | None = None,
              reason: str = "", create: bool = False, query: str | None = None,
@@ -236,7 +233,7 @@ class Editor:
         a, b = self._word(a, create), self._word(b, create)
         before = self.compiled().state.links.get((a, b))
         return self._apply("link", {"from": a, "to": b, "weight": weight}, by, reason, query, k,
-                           {"link_before": before, "link_after": weight})
+                           lambda x: {"link_before": before, "link_after": x["weight"]})
 
     def unlink(self, a: str, b: str, by: str | None = None, reason: str = "",
                query: str | None = None, k: int = 10) -> dict:
@@ -247,7 +244,7 @@ class Editor:
         if before is None:
             raise EditError(f"no link {a} → {b} to remove")
         return self._apply("unlink", {"from": a, "to": b}, by, reason, query, k,
-                           {"link_before": before, "link_after": None})
+                           lambda a: {"link_before": before, "link_after": None})
 
     def pin(self, query_pattern: str, etype: str, entity: str, s: float | None = None,
             c: float | None = None, by: str | None = None, reason: str = "",
@@ -257,7 +254,7 @@ class Editor:
         if etype not in ENTITY_TYPES:
             raise EditError(f"unknown entity type {etype!r}; one of {', '.join(ENTITY_TYPES)}")
         return self._apply("pin", {"query": query_pattern, "type": etype, "entity": entity,
-                                   "s": s, "c": c}, by, reason, query, k, {})
+                                   "s": s, "c": c}, by, reason, query, k)
 
     def rule(self, category: str, etype: str, mode: str, by: str | None = None,
              reason: str = "", query: str | None = None, k: int = 10) -> dict:
@@ -267,7 +264,8 @@ class Editor:
             raise EditError(f"unknown entity type {etype!r}; one of {', '.join(ENTITY_TYPES)}")
         before = self.compiled().state.rules.get((category, etype), "default")
         return self._apply("rule", {"category": category, "type": etype, "mode": mode}, by,
-                           reason, query, k, {"mode_before": before, "mode_after": mode})
+                           reason, query, k, lambda a: {"mode_before": before,
+                                                        "mode_after": a["mode"]})
 
     def undo(self, seq: int, by: str | None = None, reason: str = "",
              query: str | None = None, k: int = 10) -> dict:
@@ -276,7 +274,7 @@ class Editor:
         if target is None:
             raise EditError(f"no edit #{seq} in the journal")
         return self._apply("undo", {"target": seq}, by, reason, query, k,
-                           {"undid": describe(target)})
+                           lambda a: {"undid": describe(target)})
 
     # -- moving edits between copies ----------------------------------------------------------
     def export(self, path: str | Path) -> int:
