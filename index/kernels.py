@@ -5,11 +5,14 @@ and impacts[...] (uint8). Queries are term ids with integer codes. Scores are ex
 Σ code × impact, so every algorithm here returns bit-identical results, ties broken by doc number
 (lower first).
 
-`maxscore_topk` is MaxScore (Turtle & Flood 1995) document-at-a-time: query terms are sorted by
-their upper bound (code × the term's largest impact); the terms whose bounds together cannot beat
-the current k-th score are "non-essential": a document is only considered when it appears in an
-essential list, and its non-essential postings are looked up by binary search only while they can
-still lift it above the threshold. Exact, and far fewer postings touched than term-at-a-time.
+`maxscore_topk` is MaxScore (Turtle & Flood 1995) over windows of documents, as Lucene's
+MaxScoreBulkScorer does: query terms are sorted by their upper bound (code × the term's largest
+impact); the terms whose bounds together cannot beat the current k-th score are "non-essential":
+a document is only considered when it appears in an essential list, and its non-essential
+postings are looked up by galloping search only while they can still lift it above the
+threshold. Dense windows add the essential lists term at a time into a small accumulator instead
+of merging them document by document (4-5x faster on the heaviest queries). Exact, and far fewer
+postings touched than term-at-a-time.
 `allowed` is a uint8 mask over doc numbers (deleted documents and filters folded in); an empty
 mask allows everything.
 """
@@ -150,9 +153,26 @@ def _advance(docs, lo, hi, target):
     return a
 
 
+WINDOW = 8192  # documents per window: its accumulator (64 KB) stays in L2
+TAAT_DENSITY = 8  # a window is scored term at a time when postings × (lists - 1) × this ≥ WINDOW
+
+
 @njit(cache=True, nogil=True)
-def maxscore_topk(indptr, docs, impacts, max_impact, q_terms, q_codes, k, allowed):
-    """Exact top-k by MaxScore; returns (doc numbers, integer scores) best first."""
+def maxscore_topk(indptr, docs, impacts, max_impact, q_terms, q_codes, k, allowed,
+                  window=WINDOW):
+    """Exact top-k by windowed MaxScore; returns (doc numbers, integer scores) best first.
+
+    Query terms are sorted by upper bound (code × the term's largest impact); lists 0..ne-1,
+    whose bounds together cannot beat the k-th score theta, are non-essential. The documents
+    are walked in windows of `window` numbers starting at the smallest essential doc. In a
+    window where the essential postings are dense (and more than one list is essential) they
+    are added term at a time into a small accumulator, which is then scanned in doc order
+    (no merge of several lists per doc); in a sparse window, or with a single essential list,
+    the window's postings are merged document at a time. Either way a doc is a candidate only
+    if its essential score plus every non-essential bound can beat theta (one comparison), and
+    each candidate then looks up its non-essential postings (galloping search) only while they
+    can still lift it above theta. The essential set shrinks as theta rises, between windows.
+    """
     nq = q_terms.shape[0]
     hs = np.empty(max(k, 1), np.int64)
     hd = np.empty(max(k, 1), np.int64)
@@ -162,63 +182,102 @@ def maxscore_topk(indptr, docs, impacts, max_impact, q_terms, q_codes, k, allowe
     for j in range(nq):
         ub[j] = np.int64(q_codes[j]) * max_impact[q_terms[j]]
     order = np.argsort(ub, kind="mergesort")
-    terms = q_terms[order]
     codes = np.empty(nq, np.int64)
-    bounds = np.empty(nq, np.int64)
-    for j in range(nq):
-        codes[j] = q_codes[order[j]]
-        bounds[j] = ub[order[j]]
-    cum = np.cumsum(bounds)  # cum[i] = best a doc can get from terms 0..i
     pos = np.empty(nq, np.int64)
     end = np.empty(nq, np.int64)
+    wend = np.empty(nq, np.int64)
+    cum = np.empty(nq + 1, np.int64)  # cum[j]: the most lists 0..j-1 can add to a doc
+    cum[0] = 0
     for j in range(nq):
-        pos[j] = indptr[terms[j]]
-        end[j] = indptr[terms[j] + 1]
+        t = q_terms[order[j]]
+        codes[j] = q_codes[order[j]]
+        cum[j + 1] = cum[j] + ub[order[j]]
+        pos[j] = indptr[t]
+        end[j] = indptr[t + 1]
+    acc = np.zeros(window, np.int64)
+    cand_d = np.empty(window, np.int64)
+    cand_s = np.empty(window, np.int64)
     use_mask = allowed.shape[0] > 0
     n = 0
-    theta = np.int64(0)  # a doc must score > theta to enter (scores > 0 always)
-    first_ess = 0
+    theta = np.int64(0)  # once the heap is full a doc must score > theta to enter
+    ne = 0  # lists 0..ne-1 are non-essential
     big = np.iinfo(np.int64).max
     while True:
-        # next candidate: the smallest current doc over the essential lists
-        d = big
-        for j in range(first_ess, nq):
-            if pos[j] < end[j] and docs[pos[j]] < d:
-                d = docs[pos[j]]
-        if d == big:
+        base = big
+        for j in range(ne, nq):
+            if pos[j] < end[j] and docs[pos[j]] < base:
+                base = docs[pos[j]]
+        if base == big:
             break
-        s = np.int64(0)
-        for j in range(first_ess, nq):
-            if pos[j] < end[j] and docs[pos[j]] == d:
-                s += codes[j] * impacts[pos[j]]
-                pos[j] += 1
-        if use_mask and allowed[d] == 0:
-            continue
-        full = n == k
-        for j in range(first_ess - 1, -1, -1):
-            if full and s + cum[j] <= theta:
-                break
-            p = _advance(docs, pos[j], end[j], d)
-            pos[j] = p
-            if p < end[j] and docs[p] == d:
-                s += codes[j] * impacts[p]
-        if n < k:
-            hs[n] = s
-            hd[n] = d
-            _sift_up(hs, hd, n)
-            n += 1
-            if n == k:
-                theta = hs[0]
-        elif s > theta:  # equal score loses: this doc number is higher than the heap's
-            hs[0] = s
-            hd[0] = d
-            _sift_down(hs, hd, n, 0)
-            theta = hs[0]
+        lim = base + window
+        count = 0
+        top = base
+        for j in range(ne, nq):
+            e = _advance(docs, pos[j], end[j], lim)
+            wend[j] = e
+            count += e - pos[j]
+            if e > pos[j] and docs[e - 1] >= top:
+                top = docs[e - 1] + 1
+        # candidates: docs whose essential score s can beat theta with every non-essential
+        # bound (s > lo), in increasing doc order
+        lo = theta - cum[ne] if n == k else np.int64(0)
+        nc = 0
+        if ne == nq - 1 or count * (nq - ne - 1) * TAAT_DENSITY < window:
+            while True:  # document at a time over this window's essential postings
+                d = big
+                for j in range(ne, nq):
+                    if pos[j] < wend[j] and docs[pos[j]] < d:
+                        d = docs[pos[j]]
+                if d == big:
+                    break
+                s = np.int64(0)
+                for j in range(ne, nq):
+                    if pos[j] < wend[j] and docs[pos[j]] == d:
+                        s += codes[j] * impacts[pos[j]]
+                        pos[j] += 1
+                if s > lo and (not use_mask or allowed[d] != 0):
+                    cand_d[nc] = d
+                    cand_s[nc] = s
+                    nc += 1
         else:
-            continue
+            for j in range(ne, nq):  # term at a time into the window's accumulator
+                c = codes[j]
+                for p in range(pos[j], wend[j]):
+                    acc[docs[p] - base] += c * impacts[p]
+                pos[j] = wend[j]
+            for o in range(top - base):
+                s = acc[o]
+                acc[o] = 0
+                if s > lo and (not use_mask or allowed[base + o] != 0):
+                    cand_d[nc] = base + o
+                    cand_s[nc] = s
+                    nc += 1
+        for i in range(nc):
+            d = cand_d[i]
+            s = cand_s[i]
+            full = n == k
+            for j in range(ne - 1, -1, -1):
+                if full and s + cum[j + 1] <= theta:
+                    break
+                p = _advance(docs, pos[j], end[j], d)
+                pos[j] = p
+                if p < end[j] and docs[p] == d:
+                    s += codes[j] * impacts[p]
+            if n < k:
+                hs[n] = s
+                hd[n] = d
+                _sift_up(hs, hd, n)
+                n += 1
+                if n == k:
+                    theta = hs[0]
+            elif s > theta:  # an equal score loses: its doc number is above the heap's
+                hs[0] = s
+                hd[0] = d
+                _sift_down(hs, hd, n, 0)
+                theta = hs[0]
         if n == k:
-            while first_ess < nq and cum[first_ess] <= theta:
-                first_ess += 1
+            while ne < nq and cum[ne + 1] <= theta:
+                ne += 1
     return _sorted_heap(hs, hd, n)
 
 
@@ -234,3 +293,4 @@ def batch_maxscore_topk(indptr, docs, impacts, max_impact, q_ptr, q_terms, q_cod
         out_d[i, : d.shape[0]] = d
         out_s[i, : s.shape[0]] = s
     return out_d, out_s
+

@@ -24,8 +24,12 @@ def random_postings(rng, n_docs, n_terms, density, max_impact):
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**31), n_docs=st.integers(1, 400), n_terms=st.integers(1, 40),
        density=st.floats(0.0, 0.6), max_impact=st.sampled_from([1, 3, 255]),
-       nq=st.integers(0, 10), k=st.integers(1, 25), masked=st.booleans())
-def test_maxscore_equals_exhaustive(seed, n_docs, n_terms, density, max_impact, nq, k, masked):
+       nq=st.integers(0, 10), k=st.integers(1, 25), masked=st.booleans(),
+       window=st.sampled_from([1, 2, 16, 64, kernels.WINDOW]))
+def test_maxscore_equals_exhaustive(seed, n_docs, n_terms, density, max_impact, nq, k, masked,
+                                    window):
+    """Small windows push the kernel through both of its paths (term at a time in dense
+    windows, document at a time in sparse ones) and across many window boundaries."""
     rng = np.random.default_rng(seed)
     indptr, docs, imp, mx = random_postings(rng, n_docs, n_terms, density, max_impact)
     qt = rng.choice(n_terms, size=min(nq, n_terms), replace=False).astype(np.int64)
@@ -35,7 +39,8 @@ def test_maxscore_equals_exhaustive(seed, n_docs, n_terms, density, max_impact, 
     np.testing.assert_array_equal(acc, kernels.taat_scores_ref(indptr, docs, imp, qt, qc, n_docs))
     want_d, want_s = kernels.topk_ref(acc, k, allowed)
     for got_d, got_s in (kernels.topk_from_scores(acc, k, allowed),
-                         kernels.maxscore_topk(indptr, docs, imp, mx, qt, qc, k, allowed)):
+                         kernels.maxscore_topk(indptr, docs, imp, mx, qt, qc, k, allowed,
+                                               window)):
         np.testing.assert_array_equal(got_d, want_d)
         np.testing.assert_array_equal(got_s, want_s)
 
