@@ -45,8 +45,9 @@ def main() -> None:
     print(f"tagging (with product candidates): {len(texts)} titles in {tag_s:.1f} s = "
           f"{len(texts) / tag_s:,.0f} titles/s "
           f"(one thread), {np.mean([len(x) for x in lists]):.1f} entities per title")
-    rows = [lists[rng.randrange(len(lists))] for _ in range(args.titles)]
-    table = EntityTable(rows, model.gamma)
+    picks = [rng.randrange(len(lists)) for _ in range(args.titles)]
+    table = EntityTable([lists[i] for i in picks], model.gamma, model.brand_gamma,
+                        [texts[i] for i in picks])
     print(f"catalogue: {len(table):,} titles, {len(table.keys):,} distinct entities")
     dev = ner_titles("dev")
     products = sorted({p for t in dev for p in t.of_type("product") if len(p) >= 2})

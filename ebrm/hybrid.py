@@ -4,9 +4,10 @@
 
 EBRM's score is an expected grade in [0, 2]; DeepBoW's is a dot product of word weights, divided
 by its 99th percentile on the validation pairs (deepbow_scale) so β reads as "how many grades a
-strong word match is worth". β and the 0/1/2 thresholds are fitted on the validation split (never
-on the held-out files) and stored in the EBRM manifest with the DeepBoW model id they were fitted
-against; a different DeepBoW model is refused rather than silently mis-combined.
+strong word match is worth". β and the 0/1/2 thresholds are fitted on the validation split, never
+on the held-out files (β so that the hybrid gains most where it gains least over the better part)
+and stored in the EBRM manifest with the DeepBoW model id they were fitted against; a different
+DeepBoW model is refused rather than silently mis-combined.
 """
 
 from __future__ import annotations
@@ -16,26 +17,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepbow.datasets import Pair
 from deepbow.errors import ModelFileError
-from deepbow.metrics import auc, best_thresholds
+from deepbow.evaluate import METRICS, metric_row
+from deepbow.metrics import best_thresholds
 
 BETAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0)
 
 
-def fit_hybrid(deepbow_scores: np.ndarray, ebrm_scores: np.ndarray,
-               labels: Sequence[int]) -> dict:
-    """β maximising the mean of AUC(≥1) and AUC(=2) on validation, then F1 thresholds."""
-    y = np.asarray(labels)
+def fit_hybrid(pairs: Sequence[Pair], deepbow_scores: np.ndarray, ebrm_scores: np.ndarray,
+               deepbow_labels: np.ndarray, ebrm_labels: np.ndarray) -> dict:
+    """β and F1 thresholds on validation pairs. The hybrid should be at least as good as the
+    better of its two parts on every figure `deepbow eval` prints (AUCs, nDCG, F1s, accuracy,
+    hard negatives), so β maximises the smallest gain over the better part across figures,
+    then the mean gain; a larger β (DeepBoW dominating) helps ranking across products but
+    blurs EBRM's grade steps (2 vs 1), so no single figure can choose it."""
+    y = np.array([p.label for p in pairs])
     scale = float(np.quantile(deepbow_scores, 0.99)) or 1.0
-    figures = {}
+    rows = [metric_row(pairs, deepbow_scores, deepbow_labels),
+            metric_row(pairs, ebrm_scores, ebrm_labels)]
+    keys = [k for k in (*METRICS, "hard_neg_below_all", "hard_neg_pairwise")
+            if k in rows[0] and not np.isnan(rows[0][k]) and not np.isnan(rows[1][k])]
+    better = {k: max(r[k] for r in rows) for k in keys}
+    figures, found = {}, {}
     for b in BETAS:
         h = ebrm_scores + b * deepbow_scores / scale
-        figures[b] = (auc(h, y >= 1) + auc(h, y == 2)) / 2
-    beta = max(BETAS, key=lambda b: (figures[b], -b))
-    h = ebrm_scores + beta * deepbow_scores / scale
+        t = best_thresholds(h, y)
+        row = metric_row(pairs, h, np.digitize(h, t))
+        gains = [row[k] - better[k] for k in keys if not np.isnan(row[k])]
+        figures[b] = (min(gains, default=0.0), float(np.mean(gains)) if gains else 0.0)
+        found[b] = t
+    beta = max(BETAS, key=lambda b: (round(figures[b][0], 6), figures[b][1], -b))
     return {"beta": beta, "deepbow_scale": scale,
-            "thresholds": [float(t) for t in best_thresholds(h, y)],
-            "valid_auc_by_beta": {str(b): v for b, v in figures.items()}}
+            "thresholds": [float(t) for t in found[beta]],
+            "valid_gain_by_beta": {str(b): {"min": v[0], "mean": v[1]}
+                                   for b, v in figures.items()}}
 
 
 @dataclass

@@ -1,9 +1,22 @@
 """EBRM end to end: tag a title's entities, judge each against the query, combine by soft logic.
 
     sat(q, item) = OR_{e ∈ product entities} w_e · s(q, e)   the item sells what q asks for
+                   [OR ε · lexical(q, item)]                (the back-off, when ε > 0)
     ok(q, item)  = AND_{e ∈ tagged entities} c(q, e)         nothing in it contradicts q
-                   [AND OR_{b ∈ title brands} c(q, b)]      (when q names a brand: it is there)
+                   [AND present(q, item)]                   (when q names a brand: it is there)
     score        = sat · (1 + ok)  ∈ [0, 2]
+
+lexical(q, item) is 1 when a product word of the query occurs in the title's text: a weak
+literal (ε ≈ 0.1, "product_backoff" in the manifest, chosen on validation) that keeps a title
+whose product the tagger or the cross-encoder missed (空调挂机 for 空调) above titles that do not
+mention the product at all, without letting it pass as a match.
+
+present(q, item), when the model asks for it ("query_brand_presence" in the manifest), is either
+"text": 1 if a brand the query names occurs in the title's text, else 0; or "entities" (True in
+older models): OR_{b ∈ title brands} c(q, b). The query's brands are the tagger's; with
+"query_brand_fallback", a query where the tagger finds none names the words outside its product
+word instead (queries are short "brand product" strings, unlike the titles the tagger learned
+from, and it misses many of their brands: 49 of the 236 dev queries with other-brand products).
 
 w_e is 1 for a tagged product word and confidence ** γ for an untagged product candidate (a word
 of the title the tagger did not tag as a product; see Tagger.tag); γ is chosen on validation.
@@ -18,6 +31,7 @@ the model readable and correctable entity by entity.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +48,28 @@ from ebrm.lexicon import Entity, Lexicon
 from ebrm.soft_logic import soft_and, soft_or
 
 FORMAT = "ebrm-model"
+_SEPARATORS = re.compile(r"[\s,，、/|;；]+")
 FORMAT_VERSION = 1
 FILES = ("weights.npz", "chars.txt", "products.txt", "brands.txt")
 ROLE_PRODUCT = "must match (OR) · must not conflict (AND)"
 ROLE_OTHER = "must not conflict (AND)"
+
+
+def product_words(ents: Sequence[Entity]) -> list[Entity]:
+    """A query's product words: tagged products and gazetteer product candidates (conf 1)."""
+    return [e for e in ents if e.type == "product" and (not e.candidate or e.conf >= 0.99)]
+
+
+def words_besides_product(query: str, ents: Sequence[Entity]) -> list[str]:
+    """The words of a query outside its product word (the last product entity, or gazetteer
+    product candidate, of the query), of two characters or more: in "贵人鸟开衫" or "海尔 led"
+    what qualifies the product, almost always its brand."""
+    prods = product_words(ents)
+    if not prods:
+        return []
+    head = max(prods, key=lambda e: (e.end, e.end - e.start))
+    rest = f"{query[:head.start]} {query[head.end:]}"
+    return [w for w in _SEPARATORS.split(rest) if len(w) >= 2]
 
 
 class EntityTable:
@@ -53,7 +85,11 @@ class EntityTable:
     """
 
     def __init__(self, lists: Sequence[Sequence[Entity]], gamma: float = 1.0,
-                 brand_gamma: float | None = None) -> None:
+                 brand_gamma: float | None = None, texts: Sequence[str] | None = None) -> None:
+        if texts is not None and len(texts) != len(lists):
+            raise ValueError(f"{len(texts)} texts for {len(lists)} entity lists")
+        # the normalised titles, for the "text" brand presence
+        self.texts = None if texts is None else [normalize(t) for t in texts]
         index: dict[Key, int] = {}
         rows_p: list[dict[int, float]] = []
         rows_a: list[dict[int, float]] = []
@@ -131,12 +167,16 @@ class EBRMExplanation:
     notes: list[str] = field(default_factory=list)
     query_brands: list[str] = field(default_factory=list)
     present: float | None = None  # the query's brand found among the title's brands
+    presence_rule: str = ""
+    query_products: list[str] = field(default_factory=list)
+    backoff: float | None = None  # ε · lexical(q, item), when the back-off is on
 
     def to_json(self) -> dict:
         return {"query": self.query, "title": self.title, "score": self.score,
                 "label": self.label, "satisfies": self.sat, "no_conflict": self.ok,
                 "family": self.family, "entities": [r.to_json() for r in self.rows],
                 "query_brands": self.query_brands, "brand_present": self.present,
+                "query_products": self.query_products, "backoff": self.backoff,
                 "notes": self.notes}
 
     def to_text(self) -> str:
@@ -152,12 +192,17 @@ class EBRMExplanation:
         if not self.rows:
             lines.append("(no entities found in the title)")
         lines.append("")
-        lines.append(f"sat = OR(product satisfies × weight) = {self.sat:.4f};  "
+        backoff = ", back-off" if self.backoff is not None else ""
+        lines.append(f"sat = OR(product satisfies × weight{backoff}) = {self.sat:.4f};  "
                      f"ok = AND(no-conflict{', brand present' if self.present is not None else ''})"
                      f" = {self.ok:.4f}")
+        if self.backoff is not None:
+            lines.append(f"back-off: the query's product word ({', '.join(self.query_products)})"
+                         f" {'occurs' if self.backoff > 0 else 'does not occur'} in the title: "
+                         f"{self.backoff:.4f}")
         if self.present is not None:
             lines.append(f"the query asks for brand {', '.join(self.query_brands)}: present = "
-                         f"OR(c of the title's brands) = {self.present:.4f}")
+                         f"{self.present:.4f} ({self.presence_rule})")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -212,7 +257,7 @@ class EBRM:
         return None if g is None else float(g)
 
     def table(self, titles: Sequence[str]) -> EntityTable:
-        return EntityTable(self.entities(titles), self.gamma, self.brand_gamma)
+        return EntityTable(self.entities(titles), self.gamma, self.brand_gamma, titles)
 
     # -- QE judgements --------------------------------------------------------------------
     def qe_scores(self, query: str, keys: Sequence[Key]) -> tuple[np.ndarray, np.ndarray]:
@@ -253,29 +298,75 @@ class EBRM:
         must = np.ones(len(table))
         if self.edits is not None and self.edits.rules:
             S, C, must = self._apply_rules(table, S, C, categories)
-        sat = soft_or(S, self.family) * must
+        sat = soft_or(S, self.family)
+        backoff = self.product_backoff(query, table)
+        if backoff is not None:
+            sat = soft_or(np.stack([sat, backoff], -1), self.family)
+        sat = sat * must
         ok = soft_and(C, self.family)
         present = self.brand_presence(query, table, c)
         if present is not None:
             ok = soft_and(np.stack([ok, present], -1), self.family)
         return sat * (1.0 + ok), sat, ok
 
-    def query_brands(self, query: str) -> list[str]:
-        """The brands the tagger finds in the query (remembered per query)."""
+    def _query_reading(self, query: str) -> tuple[list[str], list[str]]:
+        """(brands, product words) of a query, from one tagging (remembered per query)."""
         q = normalize(query)
-        got = self._query_brands.get(q)
+        fallback = bool(self.manifest.get("query_brand_fallback"))
+        got = self._query_brands.get((q, fallback))
         if got is None:
-            got = [e.text for e in self.tagger.tag([q])[0] if e.type == "brand"]
-            self._query_brands[q] = got
+            ents = self.tagger.tag([q], candidates=True)[0]
+            brands = [e.text for e in ents if e.type == "brand" and not e.candidate]
+            if not brands and fallback:
+                brands = words_besides_product(q, ents)
+            got = brands, list(dict.fromkeys(e.text for e in product_words(ents)))
+            self._query_brands[(q, fallback)] = got
         return got
 
-    def brand_presence(self, query: str, table: EntityTable, c_ext: np.ndarray):
-        """With manifest "query_brand_presence" and a brand in the query: per title, OR over
-        its brand entities and brand candidates of c (the asked-for brand is there and does
-        not conflict). A title that names no brand at all cannot then pass as that brand's
-        product. None when off or the query names no brand."""
-        if not self.manifest.get("query_brand_presence") or not self.query_brands(query):
+    def query_brands(self, query: str) -> list[str]:
+        """The brands the query names: the tagger's, or (manifest "query_brand_fallback") when
+        it finds none, the words outside the query's product word."""
+        return self._query_reading(query)[0]
+
+    def query_products(self, query: str) -> list[str]:
+        """The query's product words: tagged, or gazetteer product words (candidates of
+        confidence 1)."""
+        return self._query_reading(query)[1]
+
+    @property
+    def backoff(self) -> float:
+        """ε of the lexical back-off in sat (0: off)."""
+        return float(self.manifest.get("product_backoff", 0.0))
+
+    def product_backoff(self, query: str, table: EntityTable) -> np.ndarray | None:
+        """Per title ε if a product word of the query occurs in its text, else 0; None when
+        the back-off is off or the query has no product word."""
+        words = self.query_products(query) if self.backoff > 0 else []
+        if not words:
             return None
+        if table.texts is None:
+            raise ValueError("this EntityTable was built without the titles' texts")
+        return np.array([self.backoff * any(w in t for w in words) for t in table.texts])
+
+    @property
+    def presence_mode(self) -> str | None:
+        """How a brand the query names must be found in a title: "text", "entities" or None."""
+        mode = self.manifest.get("query_brand_presence")
+        return "entities" if mode is True else (mode or None)
+
+    def brand_presence(self, query: str, table: EntityTable, c_ext: np.ndarray):
+        """Per title, whether the brand the query names is there ("text": it occurs in the
+        title; "entities": OR over the title's brand entities and candidates of c). A title
+        that names no brand at all cannot then pass as that brand's product. None when off or
+        the query names no brand."""
+        mode = self.presence_mode
+        brands = self.query_brands(query) if mode else []
+        if not brands:
+            return None
+        if mode == "text":
+            if table.texts is None:
+                raise ValueError("this EntityTable was built without the titles' texts")
+            return np.array([float(any(b in t for b in brands)) for t in table.texts])
         c0 = c_ext.copy()
         c0[-1] = 0.0  # the sentinel of an OR
         return soft_or(c0[table.brands], self.family)
@@ -322,7 +413,7 @@ class EBRM:
         if not normalize(title):
             raise InputError("empty title")
         ents = self.entities([title])[0]
-        table = EntityTable([ents], self.gamma, self.brand_gamma)
+        table = EntityTable([ents], self.gamma, self.brand_gamma, [title])
         score, sat, ok = (float(x[0]) for x in self.score_table(query, table, [categories]))
         s, c = self.qe_scores(query, table.keys)
         present = self.brand_presence(query, table, np.append(c, 1.0))
@@ -358,10 +449,15 @@ class EBRM:
                          "so the score is 0")
         if present is not None and float(present[0]) < 0.5:
             notes.append(f"the query's brand ({', '.join(self.query_brands(query))}) is not "
-                         f"among the title's brands: at most a partial match")
+                         f"in the title: at most a partial match")
+        rule = ("1 if it occurs in the title's text, else 0" if self.presence_mode == "text"
+                else "OR(c of the title's brands)")
+        backoff = self.product_backoff(query, table)
         return EBRMExplanation(query, title, rows, sat, ok, score, int(self.label([score])[0]),
                                self.family, notes, self.query_brands(query),
-                               None if present is None else float(present[0]))
+                               None if present is None else float(present[0]), rule,
+                               self.query_products(query),
+                               None if backoff is None else float(backoff[0]))
 
     # -- disk -----------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> str:

@@ -139,8 +139,15 @@ def build_net(n_chars: int, hidden: int = 128, char_dim: int = 64, bigram_dim: i
             self.out = nn.Linear(2 * hidden, N_TAGS)
 
         def forward(self, chars, bigrams, lex):
+            """Tag logits; padded positions (char id 0) are packed away, so a text's tags do
+            not depend on the longer texts it shares a batch with."""
             x = torch.cat([self.char_emb(chars), self.bigram_emb(bigrams), self.lex(lex)], -1)
-            h, _ = self.lstm(x)
+            lengths = (chars != 0).sum(1).clamp(min=1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                       enforce_sorted=False)
+            h, _ = self.lstm(packed)
+            h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True,
+                                                    total_length=x.shape[1])
             return self.out(h)
 
     return TaggerNet()

@@ -256,6 +256,8 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
                 "candidate_gamma": chosen["candidate_gamma"],
                 "brand_candidate_gamma": chosen["brand_candidate_gamma"],
                 "query_brand_presence": chosen["query_brand_presence"],
+                "query_brand_fallback": chosen["query_brand_fallback"],
+                "product_backoff": chosen["product_backoff"],
                 "product_candidates": product_candidates,
                 "tagger": {"n_features": tagger.n_features,
                            "word_features": tagger.word_features}, "qe": {},
@@ -269,6 +271,10 @@ def train_from_titles(gold: Sequence[tuple[str, list[Entity], bool]], corpus: Se
 
 GAMMAS = (0.0, 0.5, 1.0, 2.0)
 BRAND_GAMMAS = (None, 0.5, 1.0, 2.0)
+# (query_brand_presence, query_brand_fallback): off; the title's brand entities; the title's text
+PRESENCE = ((False, False), ("entities", False), ("entities", True), ("text", False),
+            ("text", True))
+BACKOFFS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)  # ε of the lexical back-off in sat
 
 
 def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
@@ -289,25 +295,41 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
         by_brand[bg] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
         figures[f"{best} brand γ={bg}"] = (by_brand[bg], family, gamma)
     brand_gamma = max(BRAND_GAMMAS, key=lambda g: (by_brand[g], g is None))
-    # then whether a brand the query names must be found among the title's brands, scored
-    # by a trial model sharing this one's tagger, cross-encoder, cache and tagged titles
-    by_presence = {}
-    for pres in (False, True):
+    # then whether and how a brand the query names must be found in the title, and the
+    # lexical back-off, scored by trial models sharing this one's tagger, cross-encoder, cache
+    # and tagged titles
+    def trial_scores(**logic) -> np.ndarray:
         trial = EBRM(model.tagger, model.qe, {
             **model.manifest, "family": family, "candidate_gamma": gamma,
-            "brand_candidate_gamma": brand_gamma, "query_brand_presence": pres}, model.cache)
+            "brand_candidate_gamma": brand_gamma, **logic}, model.cache)
         trial._titles = model._titles
-        s = trial.score_pairs([(p.query, p.title) for p in pairs])
-        by_presence[pres] = ((auc(s, y >= 1) + auc(s, y == 2)) / 2, s)
-        figures[f"... query brand presence={pres}"] = (by_presence[pres][0], family, gamma)
-    presence = max((False, True), key=lambda b: (by_presence[b][0], not b))
-    thresholds = [float(x) for x in best_thresholds(by_presence[presence][1], y)]
+        return trial.score_pairs([(p.query, p.title) for p in pairs])
+
+    def mean_auc(s: np.ndarray) -> float:
+        return (auc(s, y >= 1) + auc(s, y == 2)) / 2
+
+    by_presence = {}
+    for pres, fallback in PRESENCE:
+        by_presence[pres, fallback] = mean_auc(trial_scores(
+            query_brand_presence=pres, query_brand_fallback=fallback))
+        figures[f"... query brand presence={pres} fallback={fallback}"] = (
+            by_presence[pres, fallback], family, gamma)
+    presence, fallback = max(PRESENCE, key=lambda o: by_presence[o])  # ties: the first
+    by_backoff = {}
+    for eps in BACKOFFS:
+        s = trial_scores(query_brand_presence=presence, query_brand_fallback=fallback,
+                         product_backoff=eps)
+        by_backoff[eps] = (mean_auc(s), s)
+        figures[f"... product back-off ε={eps}"] = (by_backoff[eps][0], family, gamma)
+    backoff = max(BACKOFFS, key=lambda b: by_backoff[b][0])
+    thresholds = [float(x) for x in best_thresholds(by_backoff[backoff][1], y)]
     log(f"validation mean AUC ({len(pairs)} pairs): "
         + ", ".join(f"{k} {v[0]:.4f}" for k, v in figures.items())
-        + f" → {best}, brand γ={brand_gamma}, query brand presence {presence}; thresholds "
-        f"{thresholds}")
+        + f" → {best}, brand γ={brand_gamma}, query brand presence {presence} (fallback "
+        f"{fallback}), back-off ε={backoff}; thresholds {thresholds}")
     return {"family": family, "candidate_gamma": gamma, "brand_candidate_gamma": brand_gamma,
-            "query_brand_presence": presence, "thresholds": thresholds,
+            "query_brand_presence": presence, "query_brand_fallback": fallback,
+            "product_backoff": backoff, "thresholds": thresholds,
             "calibration_auc": {k: v[0] for k, v in figures.items()}}
 
 
@@ -376,11 +398,13 @@ def calibrate_hybrid(model: EBRM, deepbow_model, out: str | Path, data_dir: Path
 
     valid = calibration_pairs(data_dir)
     pairs = [(p.query, p.title) for p in valid]
-    cfg = fit_hybrid(deepbow_model.score_pairs(pairs), model.score_pairs(pairs),
-                     [p.label for p in valid])
+    d, e = deepbow_model.score_pairs(pairs), model.score_pairs(pairs)
+    cfg = fit_hybrid(valid, d, e, deepbow_model.label(d), model.label(e))
     cfg["deepbow_model_id"] = deepbow_model.model_id
-    log(f"hybrid: β {cfg['beta']} (validation AUC {cfg['valid_auc_by_beta'][str(cfg['beta'])]:.4f}"
-        f"), thresholds {cfg['thresholds']}")
+    gain = cfg["valid_gain_by_beta"][str(cfg["beta"])]
+    log(f"hybrid: β {cfg['beta']} (validation: smallest gain over the better part "
+        f"{100 * gain['min']:+.2f}, mean {100 * gain['mean']:+.2f} points), thresholds "
+        f"{cfg['thresholds']}")
     model.save(out, extra={"hybrid": cfg})
     return cfg
 

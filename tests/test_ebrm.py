@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deepbow.datasets import Pair
 from deepbow.errors import InputError, ModelFileError
 from ebrm.cache import QECache
 from ebrm.lexicon import Entity, Lexicon
@@ -197,12 +198,14 @@ def test_save_load_round_trip_and_corruption(tiny, tmp_path):
 
 
 def test_hybrid_combines_and_explains(tiny, tiny_model, tmp_path):
-    from ebrm.hybrid import Hybrid, fit_hybrid
+    from ebrm.hybrid import BETAS, Hybrid, fit_hybrid
 
     model, _ = tiny
     titles = ["华为新款手机防摔", "小米新款手机防摔", "华为新款手机壳防摔"]
     d, e = tiny_model.score("华为手机", titles), model.score("华为手机", titles)
-    cfg = fit_hybrid(d, e, [2, 1, 0])
+    pairs = [Pair("华为手机", t, y) for t, y in zip(titles, [2, 1, 0], strict=True)]
+    cfg = fit_hybrid(pairs, d, e, tiny_model.label(d), model.label(e))
+    assert set(cfg["valid_gain_by_beta"]) == {str(b) for b in BETAS}
     model.manifest["hybrid"] = {**cfg, "deepbow_model_id": tiny_model.model_id}
     h = Hybrid(tiny_model, model)
     s = h.score("华为手机", titles)
@@ -223,8 +226,9 @@ def hybrid_dir(tiny, tiny_model, tmp_path_factory):
 
     model, _ = tiny
     titles = ["华为新款手机防摔", "小米新款手机防摔", "华为新款手机壳防摔", "罗技正品鼠标垫包邮"]
-    cfg = fit_hybrid(tiny_model.score("华为手机", titles), model.score("华为手机", titles),
-                     [2, 1, 0, 0])
+    d, e = tiny_model.score("华为手机", titles), model.score("华为手机", titles)
+    pairs = [Pair("华为手机", t, y) for t, y in zip(titles, [2, 1, 0, 0], strict=True)]
+    cfg = fit_hybrid(pairs, d, e, tiny_model.label(d), model.label(e))
     path = tmp_path_factory.mktemp("hyb") / "ebrm"
     model.save(path, extra={"hybrid": {**cfg, "deepbow_model_id": tiny_model.model_id}})
     return path
@@ -316,3 +320,81 @@ def test_query_brand_must_be_present_when_asked(tiny):
     assert "brand present" in ex.to_text()
     _, _, ok_q = m.score_table("手机", m.table(titles))  # no brand asked: no such term
     assert m.brand_presence("手机", m.table(titles), np.ones(3)) is None and ok_q[1] > 0.5
+
+
+def test_words_besides_product_reads_the_brand_of_a_short_query():
+    from ebrm.model import words_besides_product
+
+    ents = [Entity("product", "开衫", 3, 5)]
+    assert words_besides_product("贵人鸟开衫", ents) == ["贵人鸟"]
+    ents = [Entity("product", "led", 3, 6), Entity("misc", "海尔", 0, 2)]
+    assert words_besides_product("海尔 led", ents) == ["海尔"]
+    # the last product is the head; a one-character rest or no product names nothing
+    ents = [Entity("product", "手机", 0, 2), Entity("product", "壳", 2, 3, 1.0, True)]
+    assert words_besides_product("手机壳", ents) == ["手机"]
+    assert words_besides_product("陕 胶囊", [Entity("product", "胶囊", 2, 4)]) == []
+    assert words_besides_product("华为", [Entity("brand", "华为", 0, 2)]) == []
+    # an uncertain product candidate is not taken for the head
+    assert words_besides_product("小米手机", [Entity("product", "手机", 2, 4, 0.3, True)]) == []
+
+
+def test_text_presence_needs_the_query_brand_in_the_title(tiny):
+    _, path = tiny
+    m = EBRM.load(path, cache=None)
+    m.manifest.update({"query_brand_presence": "text", "query_brand_fallback": True})
+    brands = m.query_brands("华为手机")
+    if not brands:
+        pytest.skip("the tiny tagger finds neither a brand nor a product in this query")
+    titles = ["华为新款手机防摔", "新款手机防摔包邮", "小米新款手机防摔"]
+    table = m.table(titles)
+    assert table.texts == titles
+    c = np.append(m.qe_scores("华为手机", table.keys)[1], 1.0)
+    assert m.brand_presence("华为手机", table, c).tolist() == [1.0, 0.0, 0.0]
+    _, _, ok = m.score_table("华为手机", table)
+    assert ok[1] == ok[2] == 0.0
+    ex = m.explain("华为手机", titles[2])
+    assert ex.present == 0.0 and "occurs in the title's text" in ex.to_text()
+    assert any("not in the title" in n for n in ex.notes)
+    with pytest.raises(ValueError, match="texts"):
+        EntityTable([[], []], texts=["only one"])
+    bare = EntityTable(m.entities(titles))
+    with pytest.raises(ValueError, match="without the titles' texts"):
+        m.brand_presence("华为手机", bare, c)
+
+
+def test_product_backoff_keeps_a_missed_product_above_unrelated_titles(tiny):
+    _, path = tiny
+    m = EBRM.load(path, cache=None)
+    if "手机" not in m.query_products("手机"):
+        pytest.skip("the tiny tagger finds no product word in this query")
+    titles = ["新款手机防摔包邮", "罗技正品鼠标垫包邮"]
+    m.manifest["family"] = "product"  # (under Gödel's max a weak literal may change nothing)
+    m.manifest["product_backoff"] = 0.0
+    _, sat_off, _ = m.score_table("手机", m.table(titles))
+    assert m.explain("手机", titles[1]).backoff is None
+    m.manifest["product_backoff"] = 0.1
+    _, sat_on, _ = m.score_table("手机", m.table(titles))
+    # OR (the model's t-norm family) with 0.1 · [the query's product word is in the title]
+    from ebrm.soft_logic import soft_or
+
+    assert sat_on[0] == pytest.approx(soft_or(np.array([sat_off[0], 0.1]), m.family))
+    assert sat_on[0] > sat_off[0]
+    assert sat_on[1] == pytest.approx(sat_off[1])
+    ex = m.explain("手机", titles[0])
+    assert ex.backoff == pytest.approx(0.1) and "back-off" in ex.to_text()
+    assert ex.to_json()["query_products"] == ["手机"]
+    assert m.explain("手机", titles[1]).backoff == 0.0
+
+
+def test_tags_do_not_depend_on_batch_neighbours(tiny):
+    model, _ = tiny
+    short = "华为手机"
+    longer = ["罗技正品鼠标垫包邮新款大号加厚游戏桌垫", "小米新款手机防摔保护壳全包软壳"]
+    assert model.tagger.tag([short])[0] == model.tagger.tag([*longer, short])[2]
+    import torch
+
+    t = model.tagger
+    with torch.inference_mode():
+        one = t.net(*t.batch([short]))[0]
+        many = t.net(*t.batch([*longer, short]))[2, :len(short)]
+    assert torch.allclose(one, many, atol=1e-5)  # padding is packed away, not read
