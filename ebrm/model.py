@@ -90,6 +90,8 @@ class EntityTable:
             raise ValueError(f"{len(texts)} texts for {len(lists)} entity lists")
         # the normalised titles, for the "text" brand presence
         self.texts = None if texts is None else [normalize(t) for t in texts]
+        self._joined: str | None = None
+        self._starts = np.zeros(0, np.int64)
         index: dict[Key, int] = {}
         rows_p: list[dict[int, float]] = []
         rows_a: list[dict[int, float]] = []
@@ -119,6 +121,28 @@ class EntityTable:
 
     def __len__(self) -> int:
         return len(self.prod)
+
+    def containing(self, words: Sequence[str]) -> np.ndarray:
+        """Per title, whether any of `words` occurs in its text: a few str.find calls over all
+        the titles joined (built once per table), not a Python loop per title."""
+        if self.texts is None:
+            raise ValueError("this EntityTable was built without the titles' texts")
+        if self._joined is None:
+            self._joined = "\x00".join(self.texts)
+            lengths = np.array([len(t) + 1 for t in self.texts], np.int64)
+            self._starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        out = np.zeros(len(self.texts), bool)
+        big, starts = self._joined, self._starts
+        for w in words:
+            if not w or "\x00" in w:
+                continue
+            pos = big.find(w)
+            while pos >= 0:
+                i = int(np.searchsorted(starts, pos, "right")) - 1
+                out[i] = True
+                nxt = int(starts[i + 1]) if i + 1 < len(starts) else len(big)
+                pos = big.find(w, nxt)
+        return out
 
 
 def _weights(rows: list[dict[int, float]], shape: tuple[int, int]) -> np.ndarray:
@@ -344,9 +368,7 @@ class EBRM:
         words = self.query_products(query) if self.backoff > 0 else []
         if not words:
             return None
-        if table.texts is None:
-            raise ValueError("this EntityTable was built without the titles' texts")
-        return np.array([self.backoff * any(w in t for w in words) for t in table.texts])
+        return self.backoff * table.containing(words)
 
     @property
     def presence_mode(self) -> str | None:
@@ -364,9 +386,7 @@ class EBRM:
         if not brands:
             return None
         if mode == "text":
-            if table.texts is None:
-                raise ValueError("this EntityTable was built without the titles' texts")
-            return np.array([float(any(b in t for b in brands)) for t in table.texts])
+            return table.containing(brands).astype(np.float64)
         c0 = c_ext.copy()
         c0[-1] = 0.0  # the sentinel of an OR
         return soft_or(c0[table.brands], self.family)

@@ -398,3 +398,14 @@ def test_tags_do_not_depend_on_batch_neighbours(tiny):
         one = t.net(*t.batch([short]))[0]
         many = t.net(*t.batch([*longer, short]))[2, :len(short)]
     assert torch.allclose(one, many, atol=1e-5)  # padding is packed away, not read
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.text(alphabet="ab手机壳 ", max_size=8), max_size=8),
+       words=st.lists(st.text(alphabet="ab手机壳", max_size=3), max_size=3))
+def test_table_containing_agrees_with_a_plain_loop(texts, words):
+    from deepbow.text import normalize
+
+    t = EntityTable([[] for _ in texts], texts=texts)
+    want = [any(w and w in normalize(x) for w in words) for x in texts]
+    assert t.containing(words).tolist() == want
