@@ -57,6 +57,7 @@ class TrainParams:
     threads: int = 2
     time_budget_minutes: float = 55.0
     calibrate_on: str = "qbqtc"  # "qbqtc" or "all": which validation pairs set the thresholds
+    hard_negative_repeat: int = 1  # each "ecom-hard" training pair is seen this often an epoch
 
 
 @dataclass

@@ -44,6 +44,10 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     from deepbow.model import DeepBoWNet
 
     tp = cfg.train
+    if tp.hard_negative_repeat < 1:
+        raise ValueError("hard_negative_repeat must be at least 1")
+    train_pairs = [p for p in train_pairs
+                   for _ in range(tp.hard_negative_repeat if p.kind == "ecom-hard" else 1)]
     _set_seed(tp.seed)
     torch.set_num_threads(tp.threads)
     t0 = time.time()

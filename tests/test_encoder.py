@@ -104,3 +104,17 @@ def test_query_l1_norm_keeps_each_ranking(tiny_model):
             assert list(np.argsort(-after, kind="stable")) == list(np.argsort(-s, kind="stable"))
     finally:
         tiny_model.query_norm, tiny_model.scales = old[0], old[1]
+
+
+def test_hard_negative_repeat_is_read_from_toml_and_checked(tmp_path):
+    from deepbow.config import TrainConfig
+    from deepbow.datasets import Pair
+    from deepbow.train import train_model
+
+    f = tmp_path / "c.toml"
+    f.write_text("[train]\nhard_negative_repeat = 3\n", encoding="utf-8")
+    assert TrainConfig.from_toml(f).train.hard_negative_repeat == 3
+    f.write_text("[train]\nhard_negative_repeat = 0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="hard_negative_repeat"):
+        train_model([Pair("手机", "手机壳", 0, "ecom-hard")], [], [], [],
+                    TrainConfig.from_toml(f))
