@@ -153,6 +153,16 @@ def _advance(docs, lo, hi, target):
     return a
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _min_head(docs, pos, stop, first, nq, none):
+    """The smallest current doc of lists first..nq-1 (a list j is spent at stop[j]), or none."""
+    d = none
+    for j in range(first, nq):
+        if pos[j] < stop[j] and docs[pos[j]] < d:
+            d = docs[pos[j]]
+    return d
+
+
 WINDOW = 8192  # documents per window: its accumulator (64 KB) stays in L2
 TAAT_DENSITY = 8  # a window is scored term at a time when postings × (lists - 1) × this ≥ WINDOW
 
@@ -203,10 +213,7 @@ def maxscore_topk(indptr, docs, impacts, max_impact, q_terms, q_codes, k, allowe
     ne = 0  # lists 0..ne-1 are non-essential
     big = np.iinfo(np.int64).max
     while True:
-        base = big
-        for j in range(ne, nq):
-            if pos[j] < end[j] and docs[pos[j]] < base:
-                base = docs[pos[j]]
+        base = _min_head(docs, pos, end, ne, nq, big)
         if base == big:
             break
         lim = base + window
@@ -224,10 +231,7 @@ def maxscore_topk(indptr, docs, impacts, max_impact, q_terms, q_codes, k, allowe
         nc = 0
         if ne == nq - 1 or count * (nq - ne - 1) * TAAT_DENSITY < window:
             while True:  # document at a time over this window's essential postings
-                d = big
-                for j in range(ne, nq):
-                    if pos[j] < wend[j] and docs[pos[j]] < d:
-                        d = docs[pos[j]]
+                d = _min_head(docs, pos, wend, ne, nq, big)
                 if d == big:
                     break
                 s = np.int64(0)
