@@ -194,6 +194,7 @@ class EBRMExplanation:
     presence_rule: str = ""
     query_products: list[str] = field(default_factory=list)
     backoff: float | None = None  # ε · lexical(q, item), when the back-off is on
+    brands_besides_product: bool = False  # query_brands are the words besides its product
 
     def to_json(self) -> dict:
         return {"query": self.query, "title": self.title, "score": self.score,
@@ -225,7 +226,9 @@ class EBRMExplanation:
                          f" {'occurs' if self.backoff > 0 else 'does not occur'} in the title: "
                          f"{self.backoff:.4f}")
         if self.present is not None:
-            lines.append(f"the query asks for brand {', '.join(self.query_brands)}: present = "
+            what = ("names, besides its product word, " if self.brands_besides_product
+                    else "asks for brand ")
+            lines.append(f"the query {what}{', '.join(self.query_brands)}: present = "
                          f"{self.present:.4f} ({self.presence_rule})")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -333,17 +336,19 @@ class EBRM:
             ok = soft_and(np.stack([ok, present], -1), self.family)
         return sat * (1.0 + ok), sat, ok
 
-    def _query_reading(self, query: str) -> tuple[list[str], list[str]]:
-        """(brands, product words) of a query, from one tagging (remembered per query)."""
+    def _query_reading(self, query: str) -> tuple[list[str], list[str], bool]:
+        """(brands, product words, whether the brands are the fallback's words) of a query,
+        from one tagging (remembered per query)."""
         q = normalize(query)
         fallback = bool(self.manifest.get("query_brand_fallback"))
         got = self._query_brands.get((q, fallback))
         if got is None:
             ents = self.tagger.tag([q], candidates=True)[0]
             brands = [e.text for e in ents if e.type == "brand" and not e.candidate]
-            if not brands and fallback:
+            besides = not brands and fallback
+            if besides:
                 brands = words_besides_product(q, ents)
-            got = brands, list(dict.fromkeys(e.text for e in product_words(ents)))
+            got = brands, list(dict.fromkeys(e.text for e in product_words(ents))), besides
             self._query_brands[(q, fallback)] = got
         return got
 
@@ -468,8 +473,10 @@ class EBRM:
             notes.append("no product entity found in the title: nothing can satisfy the query, "
                          "so the score is 0")
         if present is not None and float(present[0]) < 0.5:
-            notes.append(f"the query's brand ({', '.join(self.query_brands(query))}) is not "
-                         f"in the title: at most a partial match")
+            what = ("words besides its product word" if self._query_reading(query)[2]
+                    else "brand")
+            notes.append(f"the query's {what} ({', '.join(self.query_brands(query))}): not in "
+                         "the title, so at most a partial match")
         rule = ("1 if it occurs in the title's text, else 0" if self.presence_mode == "text"
                 else "OR(c of the title's brands)")
         backoff = self.product_backoff(query, table)
@@ -477,7 +484,8 @@ class EBRM:
                                self.family, notes, self.query_brands(query),
                                None if present is None else float(present[0]), rule,
                                self.query_products(query),
-                               None if backoff is None else float(backoff[0]))
+                               None if backoff is None else float(backoff[0]),
+                               self._query_reading(query)[2])
 
     # -- disk -----------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> str:
