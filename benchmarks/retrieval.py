@@ -9,7 +9,8 @@ Compares, on the same run and machine:
                  tokenised corpus (the same documents' term ids as tokens)
   * deepbow      our exact MaxScore kernel (index.kernels) over 8-bit impacts, through the
                  index's search_codes()
-and checks that deepbow's top-k equals the exhaustive top-k for every query.
+and checks that deepbow's top-k equals the exhaustive top-k for every query. Each method is timed
+over --passes passes of all the queries and its fastest pass counts.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def main() -> None:
     ap.add_argument("--impacts", choices=["skewed", "uniform"], default="skewed")
     ap.add_argument("--query-weights", choices=["idf", "uniform"], default="idf")
     ap.add_argument("--skip-bm25s", action="store_true")
+    ap.add_argument("--passes", type=int, default=3,
+                    help="timed passes over the queries per method; the fastest counts (the "
+                         "one least disturbed by the rest of the machine), for every method alike")
     args = ap.parse_args()
     import numba
 
@@ -116,32 +120,38 @@ def main() -> None:
     build = time.perf_counter() - t
     nbytes = index.stats()["bytes"]
     index.search_codes(*queries[0], k)  # compile / load the kernel cache
-    lat, ours = [], []
-    t = time.perf_counter()
-    for qt, qc in queries:
-        a = time.perf_counter()
-        ours.append(index.search_codes(qt, qc, k))
-        lat.append(time.perf_counter() - a)
-    total = time.perf_counter() - t
+    best = (float("inf"), [], [])
+    for _ in range(args.passes):
+        lat, ours = [], []
+        t = time.perf_counter()
+        for qt, qc in queries:
+            a = time.perf_counter()
+            ours.append(index.search_codes(qt, qc, k))
+            lat.append(time.perf_counter() - a)
+        best = min(best, (time.perf_counter() - t, lat, ours), key=lambda x: x[0])
+    total, lat, ours = best
     qps_ours = summary("deepbow", lat, len(queries), total, build, nbytes, docs.nnz)
 
     # -- numpy term-at-a-time accumulator over a plain CSR of the same postings -------------
     csc = docs.tocsc()
     indptr, dids, imps = csc.indptr, csc.indices, csc.data.astype(np.int64)
-    lat, accs = [], []
-    t = time.perf_counter()
-    for qt, qc in queries:
-        a = time.perf_counter()
-        acc = np.zeros(args.docs, np.int64)
-        for term, c in zip(qt, qc, strict=True):
-            sl = slice(indptr[term], indptr[term + 1])
-            acc[dids[sl]] += c * imps[sl]
-        top = np.argpartition(-acc, k)[:k] if args.docs > k else np.arange(args.docs)
-        top = top[np.argsort(-acc[top], kind="stable")]
-        lat.append(time.perf_counter() - a)
-        if len(accs) < 200:
-            accs.append(acc)
-    total = time.perf_counter() - t
+    best, accs = (float("inf"), []), []
+    for pas in range(args.passes):
+        lat = []
+        t = time.perf_counter()
+        for qt, qc in queries:
+            a = time.perf_counter()
+            acc = np.zeros(args.docs, np.int64)
+            for term, c in zip(qt, qc, strict=True):
+                sl = slice(indptr[term], indptr[term + 1])
+                acc[dids[sl]] += c * imps[sl]
+            top = np.argpartition(-acc, k)[:k] if args.docs > k else np.arange(args.docs)
+            top = top[np.argsort(-acc[top], kind="stable")]
+            lat.append(time.perf_counter() - a)
+            if pas == 0 and len(accs) < 200:  # kept for the exactness check below
+                accs.append(acc)
+        best = min(best, (time.perf_counter() - t, lat), key=lambda x: x[0])
+    total, lat = best
     qps_np = summary("numpy-taat", lat, len(queries), total, 0.0, csc.data.nbytes
                      + csc.indices.nbytes + csc.indptr.nbytes, docs.nnz)
     exact = 0
@@ -168,9 +178,11 @@ def main() -> None:
         bm_bytes = sum(sc[x].nbytes for x in ("data", "indices", "indptr"))
         qtok = [q.tolist() for q, _ in queries]
         retriever.retrieve(qtok[:2], k=k, n_threads=1, show_progress=False)  # compile
-        t = time.perf_counter()
-        retriever.retrieve(qtok, k=k, n_threads=1, show_progress=False)
-        total = time.perf_counter() - t
+        total = float("inf")
+        for _ in range(args.passes):
+            t = time.perf_counter()
+            retriever.retrieve(qtok, k=k, n_threads=1, show_progress=False)
+            total = min(total, time.perf_counter() - t)
         lat = []
         for q in qtok[:200]:
             a = time.perf_counter()
