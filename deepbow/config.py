@@ -58,6 +58,7 @@ class TrainParams:
     time_budget_minutes: float = 55.0
     calibrate_on: str = "qbqtc"  # "qbqtc" or "all": which validation pairs set the thresholds
     hard_negative_repeat: int = 1  # each "ecom-hard" training pair is seen this often an epoch
+    train_query_l1: bool = False  # train on L1-normalised query vectors (and ship query_norm l1)
 
 
 @dataclass

@@ -59,6 +59,8 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     net = DeepBoWNet(NetConfig(n_chars=len(vocab.chars), n_terms=vocab.n_terms,
                                n_buckets=vocab.n_buckets, **asdict(cfg.net)))
     model = DeepBoW(net, vocab, seg, {"train_config": cfg.to_dict()})
+    if tp.train_query_l1:
+        model.query_norm = "l1"
     feat = model.featurizer
     cache: dict = {}
 
@@ -93,6 +95,8 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
         for bstart in range(0, steps_per_epoch * tp.batch_size, tp.batch_size):
             batch = [train_pairs[i] for i in order[bstart:bstart + tp.batch_size]]
             qd, qfull = net.forward_dense(features([p.query for p in batch]))
+            if tp.train_query_l1:  # the score becomes a weighted share of the query matched
+                qd = qd / (qd.sum(-1, keepdim=True) + 1e-6)
             dd, dfull = net.forward_dense(features([p.title for p in batch]))
             s = (qd * dd).sum(-1)
             y = torch.tensor([p.label for p in batch])
@@ -142,7 +146,8 @@ def calibrate(model, valid_pairs: Sequence[Pair], calibrate_on: str = "qbqtc",
         or list(valid_pairs)
     labels = np.array([p.label for p in calib])
     found = {}
-    for norm in ("none", "l1"):
+    trained_l1 = model.manifest.get("train_config", {}).get("train", {}).get("train_query_l1")
+    for norm in ("l1",) if trained_l1 else ("none", "l1"):
         model.query_norm = norm
         model.fit_scales(texts)
         scores = model.score_pairs([(p.query, p.title) for p in calib])

@@ -118,3 +118,18 @@ def test_hard_negative_repeat_is_read_from_toml_and_checked(tmp_path):
     with pytest.raises(ValueError, match="hard_negative_repeat"):
         train_model([Pair("手机", "手机壳", 0, "ecom-hard")], [], [], [],
                     TrainConfig.from_toml(f))
+
+
+def test_training_on_l1_normalised_queries_ships_that_normalisation():
+    from deepbow.train import train_model
+    from tests.conftest import BRANDS, PRODUCTS, synthetic_pairs, tiny_config
+
+    cfg = tiny_config(0)
+    cfg.train.epochs, cfg.train.train_query_l1 = 3, True
+    train, valid = synthetic_pairs(0), synthetic_pairs(1)
+    m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
+                    PRODUCTS + BRANDS, cfg)
+    assert m.query_norm == "l1"
+    assert list(m.manifest["calibration"]["auc_ge1_by_query_norm"]) == ["l1"]
+    q = m.encode(["华为手机"], "query")[0]
+    assert abs(float((q.codes * q.scale).sum()) - 1.0) < 0.05  # weights sum to one
