@@ -71,6 +71,23 @@ def make_queries(n, vocab, s, rng, df=None, n_docs=1, weights="idf"):
     return qs
 
 
+def fastest_pass(run, queries, passes, keep=None):
+    """Time `run(terms, codes)` over every query `passes` times: (total seconds, per-query
+    seconds) of the fastest pass, and the first pass's results (the first `keep` of them)."""
+    best, kept = (float("inf"), []), []
+    for i in range(passes):
+        lat = []
+        t = time.perf_counter()
+        for qt, qc in queries:
+            a = time.perf_counter()
+            out = run(qt, qc)
+            lat.append(time.perf_counter() - a)
+            if i == 0 and (keep is None or len(kept) < keep):
+                kept.append(out)
+        best = min(best, (time.perf_counter() - t, lat), key=lambda x: x[0])
+    return best[0], best[1], kept
+
+
 def summary(name, lat, n_queries, total, build_s, index_bytes, n_postings):
     lat = np.asarray(lat) * 1000
     print(f"{name:<18} QPS {n_queries / total:9.1f}   p50 {np.percentile(lat, 50):7.3f} ms   "
@@ -120,42 +137,27 @@ def main() -> None:
     build = time.perf_counter() - t
     nbytes = index.stats()["bytes"]
     index.search_codes(*queries[0], k)  # compile / load the kernel cache
-    best = (float("inf"), [], [])
-    for _ in range(args.passes):
-        lat, ours = [], []
-        t = time.perf_counter()
-        for qt, qc in queries:
-            a = time.perf_counter()
-            ours.append(index.search_codes(qt, qc, k))
-            lat.append(time.perf_counter() - a)
-        best = min(best, (time.perf_counter() - t, lat, ours), key=lambda x: x[0])
-    total, lat, ours = best
+    total, lat, ours = fastest_pass(lambda qt, qc: index.search_codes(qt, qc, k), queries,
+                                    args.passes)
     qps_ours = summary("deepbow", lat, len(queries), total, build, nbytes, docs.nnz)
 
     # -- numpy term-at-a-time accumulator over a plain CSR of the same postings -------------
     csc = docs.tocsc()
     indptr, dids, imps = csc.indptr, csc.indices, csc.data.astype(np.int64)
-    best, accs = (float("inf"), []), []
-    for pas in range(args.passes):
-        lat = []
-        t = time.perf_counter()
-        for qt, qc in queries:
-            a = time.perf_counter()
-            acc = np.zeros(args.docs, np.int64)
-            for term, c in zip(qt, qc, strict=True):
-                sl = slice(indptr[term], indptr[term + 1])
-                acc[dids[sl]] += c * imps[sl]
-            top = np.argpartition(-acc, k)[:k] if args.docs > k else np.arange(args.docs)
-            top = top[np.argsort(-acc[top], kind="stable")]
-            lat.append(time.perf_counter() - a)
-            if pas == 0 and len(accs) < 200:  # kept for the exactness check below
-                accs.append(acc)
-        best = min(best, (time.perf_counter() - t, lat), key=lambda x: x[0])
-    total, lat = best
+
+    def numpy_taat(qt, qc):
+        acc = np.zeros(args.docs, np.int64)
+        for term, c in zip(qt, qc, strict=True):
+            sl = slice(indptr[term], indptr[term + 1])
+            acc[dids[sl]] += c * imps[sl]
+        top = np.argpartition(-acc, k)[:k] if args.docs > k else np.arange(args.docs)
+        return acc, top[np.argsort(-acc[top], kind="stable")]  # dense scores kept for the check
+
+    total, lat, accs = fastest_pass(numpy_taat, queries, args.passes, keep=200)
     qps_np = summary("numpy-taat", lat, len(queries), total, 0.0, csc.data.nbytes
                      + csc.indices.nbytes + csc.indptr.nbytes, docs.nnz)
     exact = 0
-    for (d1, s1), acc in zip(ours[:len(accs)], accs, strict=True):  # exhaustive, ties by doc id
+    for (d1, s1), (acc, _) in zip(ours[:len(accs)], accs, strict=True):  # ties by doc id
         d2, s2 = kernels.topk_ref(acc, k, np.zeros(0, np.uint8))
         exact += np.array_equal(s1, s2) and np.array_equal(d1, d2)
     print(f"exact top-{k} (same docs, same order, ties by doc id) vs exhaustive: "

@@ -88,8 +88,9 @@ class EntityTable:
                  brand_gamma: float | None = None, texts: Sequence[str] | None = None) -> None:
         if texts is not None and len(texts) != len(lists):
             raise ValueError(f"{len(texts)} texts for {len(lists)} entity lists")
-        # the normalised titles, for the "text" brand presence
-        self.texts = None if texts is None else [normalize(t) for t in texts]
+        # the titles, for the text checks (brand presence, back-off); normalised only when one
+        # is asked for
+        self.texts = None if texts is None else list(texts)
         self._joined: str | None = None
         self._starts = np.zeros(0, np.int64)
         index: dict[Key, int] = {}
@@ -128,8 +129,9 @@ class EntityTable:
         if self.texts is None:
             raise ValueError("this EntityTable was built without the titles' texts")
         if self._joined is None:
-            self._joined = "\x00".join(self.texts)
-            lengths = np.array([len(t) + 1 for t in self.texts], np.int64)
+            norm = [normalize(t) for t in self.texts]
+            self._joined = "\x00".join(norm)
+            lengths = np.array([len(t) + 1 for t in norm], np.int64)
             self._starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         out = np.zeros(len(self.texts), bool)
         big, starts = self._joined, self._starts
@@ -244,7 +246,7 @@ class EBRM:
         self.cache = cache if cache is not None else QECache(None, self.model_id)
         self._titles: dict[str, list[Entity]] = {}
         self.edits = None  # an index.edits.EditState: operator pins and type rules
-        self._query_brands: dict[str, list[str]] = {}
+        self._query_readings: dict = {}
 
     @property
     def model_id(self) -> str:
@@ -316,12 +318,19 @@ class EBRM:
                     categories: Sequence[Sequence[str]] | None = None) -> tuple[np.ndarray, ...]:
         """(score, sat, ok) per title of the table: one QE lookup per distinct entity.
         categories: each title's product categories, for the operators' type rules."""
+        parts = self._logic(query, table, categories)
+        return parts["score"], parts["sat"], parts["ok"]
+
+    def _logic(self, query: str, table: EntityTable,
+               categories: Sequence[Sequence[str]] | None = None) -> dict[str, np.ndarray]:
+        """Every term of the soft logic per title (s and c per entity key, the back-off, the
+        brand presence, sat, ok, score): score_table returns the last three, explain all."""
         if not normalize(query):
             raise InputError("empty query")
         s, c = self.qe_scores(query, table.keys)
-        s = np.append(s, 0.0)  # the padding sentinel: identity of OR ...
-        c = np.append(c, 1.0)  # ... and of AND
-        S, C = s[table.prod] * table.conf, 1.0 - table.every_w * (1.0 - c[table.every])
+        s_ext = np.append(s, 0.0)  # the padding sentinel: identity of OR ...
+        c_ext = np.append(c, 1.0)  # ... and of AND
+        S, C = s_ext[table.prod] * table.conf, 1.0 - table.every_w * (1.0 - c_ext[table.every])
         must = np.ones(len(table))
         if self.edits is not None and self.edits.rules:
             S, C, must = self._apply_rules(table, S, C, categories)
@@ -331,17 +340,18 @@ class EBRM:
             sat = soft_or(np.stack([sat, backoff], -1), self.family)
         sat = sat * must
         ok = soft_and(C, self.family)
-        present = self.brand_presence(query, table, c)
+        present = self.brand_presence(query, table, c_ext)
         if present is not None:
             ok = soft_and(np.stack([ok, present], -1), self.family)
-        return sat * (1.0 + ok), sat, ok
+        return {"s": s, "c": c, "backoff": backoff, "present": present, "sat": sat, "ok": ok,
+                "score": sat * (1.0 + ok)}
 
     def _query_reading(self, query: str) -> tuple[list[str], list[str], bool]:
         """(brands, product words, whether the brands are the fallback's words) of a query,
         from one tagging (remembered per query)."""
         q = normalize(query)
         fallback = bool(self.manifest.get("query_brand_fallback"))
-        got = self._query_brands.get((q, fallback))
+        got = self._query_readings.get((q, fallback))
         if got is None:
             ents = self.tagger.tag([q], candidates=True)[0]
             brands = [e.text for e in ents if e.type == "brand" and not e.candidate]
@@ -349,7 +359,7 @@ class EBRM:
             if besides:
                 brands = words_besides_product(q, ents)
             got = brands, list(dict.fromkeys(e.text for e in product_words(ents))), besides
-            self._query_brands[(q, fallback)] = got
+            self._query_readings[(q, fallback)] = got
         return got
 
     def query_brands(self, query: str) -> list[str]:
@@ -439,9 +449,10 @@ class EBRM:
             raise InputError("empty title")
         ents = self.entities([title])[0]
         table = EntityTable([ents], self.gamma, self.brand_gamma, [title])
-        score, sat, ok = (float(x[0]) for x in self.score_table(query, table, [categories]))
-        s, c = self.qe_scores(query, table.keys)
-        present = self.brand_presence(query, table, np.append(c, 1.0))
+        parts = self._logic(query, table, [categories])
+        score, sat, ok = (float(parts[k][0]) for k in ("score", "sat", "ok"))
+        s, c, present, backoff = parts["s"], parts["c"], parts["present"], parts["backoff"]
+        brands, products, besides = self._query_reading(query)
         rows = []
         for e in ents:
             i = table.keys.index((e.type, e.text))
@@ -473,19 +484,15 @@ class EBRM:
             notes.append("no product entity found in the title: nothing can satisfy the query, "
                          "so the score is 0")
         if present is not None and float(present[0]) < 0.5:
-            what = ("words besides its product word" if self._query_reading(query)[2]
-                    else "brand")
-            notes.append(f"the query's {what} ({', '.join(self.query_brands(query))}): not in "
-                         "the title, so at most a partial match")
+            what = "words besides its product word" if besides else "brand"
+            notes.append(f"the query's {what} ({', '.join(brands)}): not in the title, so at "
+                         "most a partial match")
         rule = ("1 if it occurs in the title's text, else 0" if self.presence_mode == "text"
                 else "OR(c of the title's brands)")
-        backoff = self.product_backoff(query, table)
         return EBRMExplanation(query, title, rows, sat, ok, score, int(self.label([score])[0]),
-                               self.family, notes, self.query_brands(query),
-                               None if present is None else float(present[0]), rule,
-                               self.query_products(query),
-                               None if backoff is None else float(backoff[0]),
-                               self._query_reading(query)[2])
+                               self.family, notes, brands,
+                               None if present is None else float(present[0]), rule, products,
+                               None if backoff is None else float(backoff[0]), besides)
 
     # -- disk -----------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> str:

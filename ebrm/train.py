@@ -193,11 +193,14 @@ def qi_scores(qe: QEModel, pairs: Sequence[Pair], lists: Sequence[Sequence[Entit
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def mean_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of AUC(label ≥ 1) and AUC(label = 2): what every validation choice here maximises."""
+    return (auc(scores, labels >= 1) + auc(scores, labels == 2)) / 2
+
+
 def qi_valid_auc(qe: QEModel, valid: Sequence[Pair], entities_of) -> float:
-    """Mean of AUC(label ≥ 1) and AUC(label = 2) on the validation pairs."""
     s = qi_scores(qe, valid, entities_of([p.title for p in valid]))
-    y = np.array([p.label for p in valid])
-    return (auc(s, y >= 1) + auc(s, y == 2)) / 2
+    return mean_auc(s, np.array([p.label for p in valid]))
 
 
 def default_split(text: str) -> str:
@@ -285,14 +288,13 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
     figures = {}
     for fam in FAMILIES:
         for g in GAMMAS:
-            s = qi_scores(model.qe, pairs, lists, fam, g)
-            figures[f"{fam} γ={g}"] = ((auc(s, y >= 1) + auc(s, y == 2)) / 2, fam, g)
+            figures[f"{fam} γ={g}"] = (mean_auc(qi_scores(model.qe, pairs, lists, fam, g), y),
+                                       fam, g)
     best = max(figures, key=lambda k: figures[k][0])
     _, family, gamma = figures[best]
     by_brand = {}
     for bg in BRAND_GAMMAS:  # then the untagged brand candidates, with that family and γ
-        s = qi_scores(model.qe, pairs, lists, family, gamma, bg)
-        by_brand[bg] = (auc(s, y >= 1) + auc(s, y == 2)) / 2
+        by_brand[bg] = mean_auc(qi_scores(model.qe, pairs, lists, family, gamma, bg), y)
         figures[f"{best} brand γ={bg}"] = (by_brand[bg], family, gamma)
     brand_gamma = max(BRAND_GAMMAS, key=lambda g: (by_brand[g], g is None))
     # then whether and how a brand the query names must be found in the title, and the
@@ -305,13 +307,10 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
         trial._titles = model._titles
         return trial.score_pairs([(p.query, p.title) for p in pairs])
 
-    def mean_auc(s: np.ndarray) -> float:
-        return (auc(s, y >= 1) + auc(s, y == 2)) / 2
-
     by_presence = {}
     for pres, fallback in PRESENCE:
         by_presence[pres, fallback] = mean_auc(trial_scores(
-            query_brand_presence=pres, query_brand_fallback=fallback))
+            query_brand_presence=pres, query_brand_fallback=fallback), y)
         figures[f"... query brand presence={pres} fallback={fallback}"] = (
             by_presence[pres, fallback], family, gamma)
     presence, fallback = max(PRESENCE, key=lambda o: by_presence[o])  # ties: the first
@@ -319,7 +318,7 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], log: Log = print) -> dict:
     for eps in BACKOFFS:
         s = trial_scores(query_brand_presence=presence, query_brand_fallback=fallback,
                          product_backoff=eps)
-        by_backoff[eps] = (mean_auc(s), s)
+        by_backoff[eps] = (mean_auc(s, y), s)
         figures[f"... product back-off ε={eps}"] = (by_backoff[eps][0], family, gamma)
     backoff = max(BACKOFFS, key=lambda b: by_backoff[b][0])
     thresholds = [float(x) for x in best_thresholds(by_backoff[backoff][1], y)]
