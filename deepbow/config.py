@@ -34,6 +34,15 @@ class NetParams:
     expansion_vocab: int = 8192  # expansion reaches term ids 1..expansion_vocab-1
     char_bigrams: bool = False  # Chinese character bigrams are terms too
     bigram_prefix: str = ""  # "c:": bigrams get ids of their own (vocab.BIGRAM_PREFIX)
+    # "softmax": both sides weight their terms by attention (the paper's p_i, × a magnitude);
+    # "sigmoid": a title's terms each get an independent weight in [0, 1] (how much the title is
+    # about the word), so a long title does not dilute every match; queries keep softmax
+    title_weights: str = "softmax"
+
+    def __post_init__(self) -> None:
+        if self.title_weights not in ("softmax", "sigmoid"):
+            raise ValueError(f"title_weights must be 'softmax' or 'sigmoid', "
+                             f"not {self.title_weights!r}")
 
 
 @dataclass
@@ -82,7 +91,10 @@ class TrainConfig:
             unknown = set(section) - known
             if unknown:
                 raise InputError(f"{path}: unknown keys in [{name}]: {sorted(unknown)}")
-            parts[name] = klass(**section)
+            try:
+                parts[name] = klass(**section)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"{path}: [{name}]: {e}") from None
         return cls(**parts)
 
     def to_dict(self) -> dict:

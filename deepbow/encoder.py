@@ -121,13 +121,14 @@ class DeepBoW:
     def encode(self, texts: Sequence[str], side: str = "query", batch_size: int = 128,
                progress: Callable[[int], None] | None = None) -> list[SparseVector]:
         """Sparse bags of words for `texts`, in order; `side` is "query" or "title" (the tower
-        is shared; the sides differ in quantisation only). Empty text gives an empty vector."""
+        is shared; the sides differ in quantisation, and in how terms are weighted when the
+        network has sigmoid title weights). Empty text gives an empty vector."""
         if side not in ("query", "title"):
             raise InputError(f"side must be 'query' or 'title', not {side!r}")
         scale = self.scales[side]
         max_code = QUERY_MAX_CODE if side == "query" else TITLE_MAX_CODE
         out = []
-        for ids, w, words, exp in self._encode_raw(texts, batch_size, progress):
+        for ids, w, words, exp in self._encode_raw(texts, side, batch_size, progress):
             w = self._normalize(w, side)
             codes = quantize(w, scale, max_code)
             keep = codes > 0
@@ -144,13 +145,16 @@ class DeepBoW:
     def fit_scales(self, texts: Sequence[str]) -> None:
         """Set each side's quantisation step so that the largest weight seen (plus 10%) gets
         the top code; larger weights saturate."""
-        raw = [w for _, w, _, _ in self._encode_raw(texts) if len(w)]
-        top = {side: max((float(self._normalize(w, side).max()) for w in raw), default=1.0)
-               for side in ("query", "title")}
+        raw = {"query": [w for _, w, _, _ in self._encode_raw(texts, "query") if len(w)]}
+        raw["title"] = raw["query"] if self.net.cfg.title_weights == "softmax" else \
+            [w for _, w, _, _ in self._encode_raw(texts, "title") if len(w)]
+        top = {side: max((float(self._normalize(w, side).max()) for w in raw[side]),
+                         default=1.0) for side in ("query", "title")}
         self.scales = {"query": 1.1 * top["query"] / QUERY_MAX_CODE,
                        "title": 1.1 * top["title"] / TITLE_MAX_CODE}
 
-    def _encode_raw(self, texts: Sequence[str], batch_size: int = 128, progress=None):
+    def _encode_raw(self, texts: Sequence[str], side: str = "query", batch_size: int = 128,
+                    progress=None):
         """(term ids, float weights, words, expanded) per text, before quantisation."""
         import torch
 
@@ -165,7 +169,7 @@ class DeepBoW:
                 idx = order[start:start + batch_size]
                 batch = {k: torch.from_numpy(v)
                          for k, v in Featurizer.collate([feats[i] for i in idx]).items()}
-                tw, h_c, h_w = self.net.term_weights(batch)
+                tw, h_c, h_w = self.net.term_weights(batch, side)
                 tw = tw.numpy()
                 if self.net.cfg.expansion_k > 0:
                     ev, eids, _ = self.net.expansion(batch["term_ids"], h_c, h_w)

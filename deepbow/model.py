@@ -10,6 +10,9 @@ One tower (shared by queries and titles; see the README for the figures behind t
   character bigram term is represented by its two character vectors. The weights are scaled by a
   learned magnitude m = softplus(w · h_c + a · log(1 + n_terms)) so texts can differ in total
   weight and long titles need not dilute every term.
+* Title weights (option `title_weights = "sigmoid"`): a title's terms instead each get
+  w_t = σ(u' · h_t / √d + b), independently, so the score Σ q_t · w_t reads as the weighted share
+  of the query the title is about, comparable across queries and titles of any length.
 * Synonym expansion: V_c = relu(E · W_c h_c + b), V_w = relu(E · W_w h_w + b) over the most
   frequent known terms (E tied to the input term embeddings); absent terms take V_c, present terms
   the gated mix g V_c + (1 − g) V_w (V_w is computed at the present terms only); only the top-k
@@ -47,6 +50,9 @@ class DeepBoWNet(nn.Module):
         self.attn_q = nn.Linear(d, d)
         self.magnitude = nn.Linear(d, 1)
         self.len_scale = nn.Parameter(torch.tensor(0.0))
+        if cfg.title_weights == "sigmoid":
+            self.title_attn = nn.Linear(d, d)
+            self.title_bias = nn.Parameter(torch.tensor(0.0))
         self.exp_c = nn.Linear(d, d)
         self.exp_w = nn.Linear(d, d)
         self.gate = nn.Linear(2 * d, 1)
@@ -77,7 +83,7 @@ class DeepBoWNet(nn.Module):
         h_w = (hw_all * wmask).sum(1) / wmask.sum(1).clamp(min=1.0)
         return h_c, h_w, torch.cat([hc_all, hw_all], dim=1)
 
-    def term_weights(self, batch: dict[str, torch.Tensor]):
+    def term_weights(self, batch: dict[str, torch.Tensor], side: str = "query"):
         """Weights of the terms present in each text, the pooled vectors for expansion."""
         h_c, h_w, hw = self._encode(batch["char_ids"], batch["word_ids"])  # hw: chars + words
         term_ids, pos = batch["term_ids"], batch["term_pos"]
@@ -85,8 +91,11 @@ class DeepBoWNet(nn.Module):
         g0 = torch.gather(hw, 1, pos[..., 0:1].expand(-1, -1, d))
         g1 = torch.gather(hw, 1, pos[..., 1:2].expand(-1, -1, d))
         h_t = (g0 + g1) / 2 + self.term_emb(term_ids)
-        logits = torch.einsum("bd,btd->bt", self.attn_q(h_c), h_t) / math.sqrt(d)
         tmask = term_ids != 0
+        if side == "title" and self.cfg.title_weights == "sigmoid":
+            logits = torch.einsum("bd,btd->bt", self.title_attn(h_c), h_t) / math.sqrt(d)
+            return torch.sigmoid(logits + self.title_bias) * tmask, h_c, h_w
+        logits = torch.einsum("bd,btd->bt", self.attn_q(h_c), h_t) / math.sqrt(d)
         logits = logits.masked_fill(~tmask, -1e4)
         p = torch.softmax(logits, dim=-1) * tmask
         # the magnitude sees the term count, so per-term weights need not shrink with length
@@ -114,9 +123,9 @@ class DeepBoWNet(nn.Module):
         vals, idx = torch.topk(v, k, dim=-1)
         return vals, idx + 1, v
 
-    def forward_dense(self, batch: dict[str, torch.Tensor]):
+    def forward_dense(self, batch: dict[str, torch.Tensor], side: str = "query"):
         """Dense (B, vocab) vectors for training, and the full expansion for the FLOPS penalty."""
-        tw, h_c, h_w = self.term_weights(batch)
+        tw, h_c, h_w = self.term_weights(batch, side)
         b = tw.shape[0]
         size = self.cfg.n_terms + self.cfg.n_buckets
         dense = torch.zeros(b, size, device=tw.device).scatter_add(1, batch["term_ids"], tw)

@@ -94,10 +94,10 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
         te = time.time()
         for bstart in range(0, steps_per_epoch * tp.batch_size, tp.batch_size):
             batch = [train_pairs[i] for i in order[bstart:bstart + tp.batch_size]]
-            qd, qfull = net.forward_dense(features([p.query for p in batch]))
+            qd, qfull = net.forward_dense(features([p.query for p in batch]), "query")
             if tp.train_query_l1:  # the score becomes a weighted share of the query matched
                 qd = qd / (qd.sum(-1, keepdim=True) + 1e-6)
-            dd, dfull = net.forward_dense(features([p.title for p in batch]))
+            dd, dfull = net.forward_dense(features([p.title for p in batch]), "title")
             s = (qd * dd).sum(-1)
             y = torch.tensor([p.label for p in batch])
             loss = torch.nn.functional.nll_loss(net.ordinal_logits(s), y)

@@ -133,3 +133,34 @@ def test_training_on_l1_normalised_queries_ships_that_normalisation():
     assert list(m.manifest["calibration"]["auc_ge1_by_query_norm"]) == ["l1"]
     q = m.encode(["华为手机"], "query")[0]
     assert abs(float((q.codes * q.scale).sum()) - 1.0) < 0.05  # weights sum to one
+
+
+def test_sigmoid_title_weights_are_memberships_and_round_trip(tmp_path):
+    from deepbow.config import NetParams, TrainConfig
+    from deepbow.encoder import DeepBoW
+    from deepbow.train import train_model
+    from tests.conftest import BRANDS, PRODUCTS, synthetic_pairs, tiny_config
+
+    cfg = tiny_config(0)
+    cfg.net.title_weights, cfg.train.epochs = "sigmoid", 4
+    train, valid = synthetic_pairs(0), synthetic_pairs(1)
+    m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
+                    PRODUCTS + BRANDS, cfg)
+    long_title = "华为新款手机防摔" + "包邮正品超薄" * 4
+    raw_t = [w for _, w, _, _ in m._encode_raw(["华为新款手机防摔", long_title], "title")]
+    raw_q = [w for _, w, _, _ in m._encode_raw(["华为新款手机防摔"], "query")]
+    assert all(((w > 0) & (w < 1)).all() for w in raw_t)  # each term its own weight in (0, 1)
+    assert not np.allclose(np.sort(raw_t[0]), np.sort(raw_q[0]))  # the sides are weighted apart
+    ex = m.explain("华为手机", long_title)
+    assert ex.score == pytest.approx(sum(r.contribution for r in ex.rows), rel=1e-6)
+    m.save(tmp_path / "sig")
+    loaded = DeepBoW.load(tmp_path / "sig")
+    assert loaded.net.cfg.title_weights == "sigmoid"
+    titles = ["华为新款手机防摔", long_title, ""]
+    np.testing.assert_array_equal(loaded.score("华为手机", titles), m.score("华为手机", titles))
+    with pytest.raises(ValueError, match="title_weights"):
+        NetParams(title_weights="max")
+    f = tmp_path / "c.toml"
+    f.write_text('[net]\ntitle_weights = "max"\n', encoding="utf-8")
+    with pytest.raises(InputError, match="title_weights"):
+        TrainConfig.from_toml(f)
