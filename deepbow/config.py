@@ -68,6 +68,10 @@ class TrainParams:
     calibrate_on: str = "qbqtc"  # "qbqtc" or "all": which validation pairs set the thresholds
     hard_negative_repeat: int = 1  # each "ecom-hard" training pair is seen this often an epoch
     train_query_l1: bool = False  # train on L1-normalised query vectors (and ship query_norm l1)
+    # weight of a pairwise (RankNet) loss that puts a query's exact matches above its hard
+    # negatives, on `pair_batch` (query, exact, hard negative) triples drawn every step
+    pair_weight: float = 0.0
+    pair_batch: int = 16
 
 
 @dataclass

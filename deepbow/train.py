@@ -83,6 +83,9 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / total))
     rng = random.Random(tp.seed)
+    triples = hard_triples(train_pairs) if tp.pair_weight > 0 else []
+    if triples:
+        log(f"{len(triples)} (query, exact, hard negative) triples for the pairwise loss")
     order = list(range(len(train_pairs)))
     best_auc, best_state, history = -1.0, None, []
     deadline = t0 + tp.time_budget_minutes * 60
@@ -101,6 +104,10 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
             s = (qd * dd).sum(-1)
             y = torch.tensor([p.label for p in batch])
             loss = torch.nn.functional.nll_loss(net.ordinal_logits(s), y)
+            if triples:
+                loss = loss + tp.pair_weight * pair_loss(
+                    net, features, rng.sample(triples, min(tp.pair_batch, len(triples))),
+                    tp.train_query_l1)
             if qfull is not None and tp.flops_weight > 0:
                 flops = (qfull.mean(0) ** 2).sum() + (dfull.mean(0) ** 2).sum()
                 loss = loss + tp.flops_weight * flops
@@ -134,6 +141,32 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
                            "n_train_pairs": len(train_pairs)})
     log(f"trained in {(time.time() - t0) / 60:.1f} min")
     return model
+
+
+def hard_triples(pairs: Sequence[Pair]) -> list[tuple[str, str, str]]:
+    """(query, exact-match title, hard-negative title) for every e-commerce query that has both."""
+    exact: dict[str, list[str]] = {}
+    hard: dict[str, list[str]] = {}
+    for p in pairs:
+        if p.kind == "ecom-hard":
+            hard.setdefault(p.query, []).append(p.title)
+        elif p.label == 2 and p.kind.startswith("ecom"):
+            exact.setdefault(p.query, []).append(p.title)
+    return [(q, a, b) for q in sorted(hard) for a in exact.get(q, ()) for b in hard[q]]
+
+
+def pair_loss(net, features, triples: Sequence[tuple[str, str, str]], query_l1: bool = False):
+    """RankNet loss −log σ(a (s_exact − s_hard)), a the ordinal head's scale, so the pairwise
+    term speaks in the same score units as the graded one."""
+    import torch.nn.functional as F
+
+    q, _ = net.forward_dense(features([t[0] for t in triples]), "query")
+    if query_l1:
+        q = q / (q.sum(-1, keepdim=True) + 1e-6)
+    d, _ = net.forward_dense(features([t[1] for t in triples] + [t[2] for t in triples]), "title")
+    n = len(triples)
+    diff = (q * d[:n]).sum(-1) - (q * d[n:]).sum(-1)
+    return F.softplus(-F.softplus(net.ord_scale) * diff).mean()
 
 
 def calibrate(model, valid_pairs: Sequence[Pair], calibrate_on: str = "qbqtc",

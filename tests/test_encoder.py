@@ -164,3 +164,32 @@ def test_sigmoid_title_weights_are_memberships_and_round_trip(tmp_path):
     f.write_text('[net]\ntitle_weights = "max"\n', encoding="utf-8")
     with pytest.raises(InputError, match="title_weights"):
         TrainConfig.from_toml(f)
+
+
+def test_pairwise_loss_puts_exact_matches_above_hard_negatives():
+    import torch
+
+    from deepbow.datasets import Pair
+    from deepbow.train import hard_triples, pair_loss, train_model
+    from tests.conftest import BRANDS, PRODUCTS, synthetic_pairs, tiny_config
+
+    pairs = [Pair("手机", "华为手机", 2, "ecom"), Pair("手机", "手机壳", 0, "ecom-hard"),
+             Pair("手机", "耐克鞋", 0, "ecom"), Pair("鼠标", "罗技鼠标", 2, "ecom")]
+    assert hard_triples(pairs) == [("手机", "华为手机", "手机壳")]
+    cfg = tiny_config(0)
+    cfg.train.epochs, cfg.train.pair_weight, cfg.train.pair_batch = 3, 1.0, 8
+    train, valid = synthetic_pairs(0), synthetic_pairs(1)
+    m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
+                    PRODUCTS + BRANDS, cfg)
+    triples = hard_triples(valid)
+    cache = {}
+
+    def features(texts):
+        from deepbow.featurize import Featurizer
+        fs = [cache.setdefault(t, m.featurizer(t)) for t in texts]
+        return {k: torch.from_numpy(v) for k, v in Featurizer.collate(fs).items()}
+
+    with torch.no_grad():
+        trained = float(pair_loss(m.net, features, triples))
+        swapped = float(pair_loss(m.net, features, [(q, b, a) for q, a, b in triples]))
+    assert trained < np.log(2) < swapped  # the order it learned, scored both ways
