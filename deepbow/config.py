@@ -72,6 +72,7 @@ class TrainParams:
     # negatives, on `pair_batch` (query, exact, hard negative) triples drawn every step
     pair_weight: float = 0.0
     pair_batch: int = 16
+    validate_every: int = 0  # steps between mid-epoch checkpoints (0: at the end of each epoch)
 
 
 @dataclass

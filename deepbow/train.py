@@ -35,7 +35,7 @@ def _set_seed(seed: int) -> None:
 def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
                 corpus: Sequence[str], user_words: Sequence[str], cfg: TrainConfig,
                 log: Callable[[str], None] = lambda s: None):
-    """Build the vocabulary, train, pick the best epoch on validation, calibrate thresholds."""
+    """Build the vocabulary, train, keep the best checkpoint on validation, calibrate."""
     import torch
 
     from deepbow.config import NetConfig
@@ -87,9 +87,23 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     if triples:
         log(f"{len(triples)} (query, exact, hard negative) triples for the pairwise loss")
     order = list(range(len(train_pairs)))
-    best_auc, best_state, history = -1.0, None, []
+    best: dict = {"auc": -1.0, "state": None}
+    history: list[dict] = []
     deadline = t0 + tp.time_budget_minutes * 60
     step = 0
+
+    def checkpoint(epoch: int) -> None:
+        """Validate; keep the weights if they beat every earlier checkpoint."""
+        net.eval()
+        v = validate(model, valid_pairs)
+        history.append({"epoch": epoch, "step": step, **v, "minutes": (time.time() - t0) / 60})
+        log(f"epoch {epoch} step {step}: valid "
+            + json.dumps({k: round(x, 4) for k, x in v.items()}))
+        if v["auc_ge1"] > best["auc"]:
+            best["auc"] = v["auc_ge1"]
+            best["state"] = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        net.train()
+
     for epoch in range(tp.epochs):
         net.train()
         rng.shuffle(order)
@@ -118,23 +132,21 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
             sched.step()
             step += 1
             tot_loss += float(loss.detach())
+            if tp.validate_every and step % tp.validate_every == 0 \
+                    and step % steps_per_epoch != 0:
+                checkpoint(epoch + 1)
             if step % 200 == 0:
                 log(f"epoch {epoch + 1} step {step}/{total} loss {tot_loss / 200:.4f} "
                     f"({(time.time() - te) / (bstart // tp.batch_size + 1):.3f}s/step)")
                 tot_loss = 0.0
             if time.time() > deadline:
                 break
-        net.eval()
-        v = validate(model, valid_pairs)
-        history.append({"epoch": epoch + 1, **v, "minutes": (time.time() - t0) / 60})
-        log(f"epoch {epoch + 1}: valid " + json.dumps({k: round(x, 4) for k, x in v.items()}))
-        if v["auc_ge1"] > best_auc:
-            best_auc = v["auc_ge1"]
-            best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        checkpoint(epoch + 1)
         if time.time() > deadline:
             log("time budget reached")
             break
-    net.load_state_dict(best_state)
+    net.eval()
+    net.load_state_dict(best["state"])
     _round_like_saved(net)
     calibrate(model, valid_pairs, tp.calibrate_on, log)
     model.manifest.update({"history": history, "train_minutes": (time.time() - t0) / 60,

@@ -178,9 +178,13 @@ def test_pairwise_loss_puts_exact_matches_above_hard_negatives():
     assert hard_triples(pairs) == [("手机", "华为手机", "手机壳")]
     cfg = tiny_config(0)
     cfg.train.epochs, cfg.train.pair_weight, cfg.train.pair_batch = 3, 1.0, 8
+    cfg.train.validate_every = 7
     train, valid = synthetic_pairs(0), synthetic_pairs(1)
     m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
                     PRODUCTS + BRANDS, cfg)
+    steps = [h["step"] for h in m.manifest["history"]]
+    per_epoch = len(train) // cfg.train.batch_size
+    assert steps == sorted({*range(7, 3 * per_epoch, 7), per_epoch, 2 * per_epoch, 3 * per_epoch})
     triples = hard_triples(valid)
     cache = {}
 
