@@ -38,6 +38,7 @@ class NetParams:
     # "sigmoid": a title's terms each get an independent weight in [0, 1] (how much the title is
     # about the word), so a long title does not dilute every match; queries keep softmax
     title_weights: str = "softmax"
+    head_words: bool = False  # a compound word also yields its head term (鼠标 from 无线鼠标)
 
     def __post_init__(self) -> None:
         if self.title_weights not in ("softmax", "sigmoid"):

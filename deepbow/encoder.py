@@ -55,7 +55,7 @@ class DeepBoW:
         self.manifest = manifest
         cfg = net.cfg
         self.featurizer = Featurizer(vocab, segmenter, cfg.max_chars, cfg.max_words,
-                                     cfg.char_bigrams)
+                                     cfg.char_bigrams, cfg.head_words)
         self.thresholds = tuple(manifest.get("thresholds", (0.0, float("inf"))))
         self.min_weight = float(manifest.get("min_weight", 1e-3))
         # quantisation steps per side (see deepbow.sparse); fitted at the end of training

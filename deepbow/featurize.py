@@ -28,18 +28,20 @@ class Features:
 
 class Featurizer:
     def __init__(self, vocab: Vocabulary, segmenter: Segmenter, max_chars: int = 64,
-                 max_words: int = 40, char_bigrams: bool = False) -> None:
+                 max_words: int = 40, char_bigrams: bool = False,
+                 head_words: bool = False) -> None:
         self.vocab = vocab
         self.segmenter = segmenter
         self.max_chars = max_chars
         self.max_words = max_words
         self.char_bigrams = char_bigrams
+        self.head_words = head_words
 
     def __call__(self, text: str) -> Features:
         norm = normalize(text)
         cs = chars(norm)[: self.max_chars]
         words = self.segmenter.words(norm)[: self.max_words]
-        terms = self.vocab.text_terms(words, cs if self.char_bigrams else None)
+        terms = self.vocab.text_terms(words, cs if self.char_bigrams else None, self.head_words)
         return Features([self.vocab.char_id(c) for c in cs],
                         [self.vocab.word_id(w) for w in words], terms)
 

@@ -81,9 +81,22 @@ class Vocabulary:
             return self.terms[term_id]
         return f"#{term_id - self.n_terms}"
 
-    def text_terms(self, words: list[str], chars: list[str] | None = None) -> list[TextTerm]:
-        """The distinct terms of a text: its words, its known word-bigram phrases and, when
-        `chars` is given, its Chinese character bigrams (see BIGRAM_PREFIX)."""
+    def head_word(self, word: str) -> str | None:
+        """The longest known term that ends `word` and is shorter than it (鼠标 for 无线鼠标,
+        手机 for 智能手机), or None. Chinese compounds are head-final: a 无线鼠标 is a 鼠标,
+        while 鼠标垫, which only starts with it, gets none."""
+        if len(word) < 3 or not _is_han(word[-1]):
+            return None
+        for a in range(1, len(word) - 1):
+            if word[a:] in self.term_index:
+                return word[a:]
+        return None
+
+    def text_terms(self, words: list[str], chars: list[str] | None = None,
+                   head_words: bool = False) -> list[TextTerm]:
+        """The distinct terms of a text: its words, its known word-bigram phrases, with
+        `head_words` the head of each compound word (see head_word) and, when `chars` is given,
+        its Chinese character bigrams (see BIGRAM_PREFIX)."""
         found: dict[str, TextTerm] = {}
 
         def add(surface: str, term_id: int, pos: list[tuple[int, int]]) -> None:
@@ -95,6 +108,9 @@ class Vocabulary:
 
         for i, w in enumerate(words):
             add(w, self.word_id(w), [(0, i)])
+            head = self.head_word(w) if head_words else None
+            if head is not None:
+                add(head, self.term_index[head], [(0, i)])
         for i in range(len(words) - 1):
             ph = words[i] + words[i + 1]
             pid = self.term_index.get(ph)

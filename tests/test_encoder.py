@@ -197,3 +197,17 @@ def test_pairwise_loss_puts_exact_matches_above_hard_negatives():
         trained = float(pair_loss(m.net, features, triples))
         swapped = float(pair_loss(m.net, features, [(q, b, a) for q, a, b in triples]))
     assert trained < np.log(2) < swapped  # the order it learned, scored both ways
+
+
+def test_a_compound_word_yields_its_head_but_not_its_modifier():
+    from deepbow.vocab import Vocabulary
+
+    v = Vocabulary(["<pad>", "鼠标", "无线鼠标", "鼠标垫", "手机", "华为智能手机"], ["<pad>"], 8)
+    assert v.head_word("无线鼠标") == "鼠标"
+    assert v.head_word("华为智能手机") == "手机"  # the longest known ending
+    assert v.head_word("鼠标垫") is None and v.head_word("鼠标") is None
+    assert v.head_word("iphone") is None
+    with_heads = {t.surface: t.positions for t in v.text_terms(["罗技", "无线鼠标"], None, True)}
+    assert with_heads["鼠标"] == [(0, 1)] and "无线鼠标" in with_heads
+    assert "鼠标" not in {t.surface for t in v.text_terms(["罗技", "无线鼠标"])}
+    assert "鼠标" not in {t.surface for t in v.text_terms(["鼠标垫"], None, True)}
