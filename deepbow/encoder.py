@@ -64,6 +64,9 @@ class DeepBoW:
         # "l1": query weights sum to 1, so a score is the weighted share of the query a title
         # covers: comparable across queries (global thresholds, AUC), same ranking per query
         self.query_norm: str = manifest.get("query_norm", "none")
+        # whether the synonym-expansion head adds words; calibration keeps it only where it
+        # helps on validation
+        self.expansion: bool = bool(manifest.get("expansion", True))
 
     @property
     def model_id(self) -> str:
@@ -112,6 +115,7 @@ class DeepBoW:
         manifest["min_weight"] = self.min_weight
         manifest["scales"] = self.scales
         manifest["query_norm"] = self.query_norm
+        manifest["expansion"] = self.expansion
         model_id = save_model_dir(path, state, self.vocab.terms, self.vocab.chars,
                                   self.segmenter.user_words, manifest)
         self.manifest = {**manifest, "model_id": model_id}
@@ -171,7 +175,7 @@ class DeepBoW:
                          for k, v in Featurizer.collate([feats[i] for i in idx]).items()}
                 tw, h_c, h_w = self.net.term_weights(batch, side)
                 tw = tw.numpy()
-                if self.net.cfg.expansion_k > 0:
+                if self.net.cfg.expansion_k > 0 and self.expansion:
                     ev, eids, _ = self.net.expansion(batch["term_ids"], h_c, h_w)
                     ev, eids = ev.numpy(), eids.numpy()
                 else:

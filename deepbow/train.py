@@ -187,29 +187,36 @@ def pair_loss(net, features, triples: Sequence[tuple[str, str, str]], query_l1: 
 
 def calibrate(model, valid_pairs: Sequence[Pair], calibrate_on: str = "qbqtc",
               log: Callable[[str], None] = lambda s: None) -> None:
-    """Fit the quantisation scales, choose the query normalisation and the label thresholds,
-    all on validation pairs: the option with the higher AUC(label ≥ 1) on the calibration
-    pairs wins (both rank each query's titles the same), then thresholds maximise macro-F1."""
+    """Fit the quantisation scales, choose the query normalisation, whether the expansion head
+    adds words, and the label thresholds, all on validation pairs: the options with the highest
+    AUC(label ≥ 1) on the calibration pairs win (the first listed on a tie), then thresholds
+    maximise macro-F1."""
     texts = sorted({t for p in valid_pairs for t in (p.query, p.title)})
     calib = [p for p in valid_pairs if calibrate_on == "all" or p.kind == "qbqtc"] \
         or list(valid_pairs)
     labels = np.array([p.label for p in calib])
     found = {}
     trained_l1 = model.manifest.get("train_config", {}).get("train", {}).get("train_query_l1")
-    for norm in ("l1",) if trained_l1 else ("none", "l1"):
-        model.query_norm = norm
-        model.fit_scales(texts)
-        scores = model.score_pairs([(p.query, p.title) for p in calib])
-        found[norm] = (auc(scores, labels >= 1), dict(model.scales), scores)
+    expansions = (True, False) if model.net.cfg.expansion_k > 0 else (True,)
+    for expansion in expansions:
+        for norm in ("l1",) if trained_l1 else ("none", "l1"):
+            model.query_norm, model.expansion = norm, expansion
+            model.fit_scales(texts)
+            scores = model.score_pairs([(p.query, p.title) for p in calib])
+            found[norm, expansion] = (auc(scores, labels >= 1), dict(model.scales), scores)
     best = max(found, key=lambda k: found[k][0])
-    model.query_norm = best
+    model.query_norm, model.expansion = best
     model.scales = found[best][1]
     model.thresholds = best_thresholds(found[best][2], labels)
+
+    def name(k: tuple[str, bool]) -> str:
+        return k[0] + ("" if k[1] else ", no expansion")
+
     model.manifest["calibration"] = {
         "pairs": len(calib), "on": calibrate_on,
-        "auc_ge1_by_query_norm": {k: round(v[0], 4) for k, v in found.items()}}
-    log(f"calibration: query_norm={best} (valid AUC≥1 " +
-        ", ".join(f"{k} {v[0]:.4f}" for k, v in found.items()) +
+        "auc_ge1_by_option": {name(k): round(v[0], 4) for k, v in found.items()}}
+    log(f"calibration: query_norm={best[0]}, expansion={best[1]} (valid AUC≥1 " +
+        "; ".join(f"{name(k)} {v[0]:.4f}" for k, v in found.items()) +
         f"), thresholds {model.thresholds}")
 
 

@@ -130,7 +130,7 @@ def test_training_on_l1_normalised_queries_ships_that_normalisation():
     m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
                     PRODUCTS + BRANDS, cfg)
     assert m.query_norm == "l1"
-    assert list(m.manifest["calibration"]["auc_ge1_by_query_norm"]) == ["l1"]
+    assert list(m.manifest["calibration"]["auc_ge1_by_option"]) == ["l1"]
     q = m.encode(["华为手机"], "query")[0]
     assert abs(float((q.codes * q.scale).sum()) - 1.0) < 0.05  # weights sum to one
 
@@ -211,3 +211,20 @@ def test_a_compound_word_yields_its_head_but_not_its_modifier():
     assert with_heads["鼠标"] == [(0, 1)] and "无线鼠标" in with_heads
     assert "鼠标" not in {t.surface for t in v.text_terms(["罗技", "无线鼠标"])}
     assert "鼠标" not in {t.surface for t in v.text_terms(["鼠标垫"], None, True)}
+
+
+def test_calibration_chooses_the_expansion_and_a_model_without_it_adds_no_words(tmp_path):
+    from deepbow.encoder import DeepBoW
+    from tests.conftest import train_tiny
+
+    m = train_tiny()  # a model of its own: the test changes it
+    options = m.manifest["calibration"]["auc_ge1_by_option"]
+    assert set(options) == {"none", "l1", "none, no expansion", "l1, no expansion"}
+    m.expansion = False
+    vecs = m.encode(["华为手机", "罗技鼠标垫超薄"], "query")
+    assert all(not v.expanded.any() for v in vecs)
+    m.save(tmp_path / "noexp")
+    loaded = DeepBoW.load(tmp_path / "noexp")
+    assert loaded.expansion is False
+    np.testing.assert_array_equal(loaded.score("华为手机", ["华为新款手机防摔", "罗技鼠标垫"]),
+                                  m.score("华为手机", ["华为新款手机防摔", "罗技鼠标垫"]))
