@@ -268,8 +268,9 @@ def train(config_path, out_dir, data_dir, ):
               default=None, help="Shared data folder (default: $DEEPBOW_DATA or ../shared/data).")
 @handle_errors
 def calibrate(model_path, data_dir):
-    """Refit a model's weight scales, query normalisation and label thresholds on the
-    validation pairs (the last step of `deepbow train`), and save it in place."""
+    """Refit a model's weight scales, query normalisation, expansion on/off and label
+    thresholds on the validation pairs (the last step of `deepbow train`), and save it in
+    place."""
     from deepbow.train import calibrate_default
 
     model = load_model(model_path)
