@@ -1,6 +1,9 @@
 """Encoding speed of the shipped model: query latency on one thread, title throughput.
 
-    python benchmarks/encoding.py [--model DIR] [--titles 5000] [--queries 1000]
+    python benchmarks/encoding.py [--model DIR] [--titles 5000] [--queries 1000] [--passes 3]
+
+Each figure is the fastest of `--passes` passes (this shared machine's speed drifts between
+minutes); the segmenter's cache is emptied before every pass, so no pass reuses another's work.
 
 Queries are real e-commerce queries (Multi-CPR dev), titles real Taobao titles (NER dev),
 from ../shared/data (or $DEEPBOW_DATA).
@@ -20,6 +23,7 @@ def main() -> None:
     ap.add_argument("--titles", type=int, default=5000)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2, help="threads for title encoding")
+    ap.add_argument("--passes", type=int, default=3, help="keep each figure's fastest pass")
     args = ap.parse_args()
     import torch
 
@@ -35,25 +39,33 @@ def main() -> None:
 
     torch.set_num_threads(1)
     model.encode(queries[:20], "query")
-    lat = []
-    for q in queries:
-        a = time.perf_counter()
-        model.encode([q], "query")
-        lat.append(time.perf_counter() - a)
-    lat_ms = np.array(lat) * 1000
+    lat_ms = None
+    for _ in range(args.passes):
+        model.segmenter._cache.clear()
+        lat = []
+        for q in queries:
+            a = time.perf_counter()
+            model.encode([q], "query")
+            lat.append(time.perf_counter() - a)
+        if lat_ms is None or np.percentile(lat, 50) * 1000 < np.percentile(lat_ms, 50):
+            lat_ms = np.array(lat) * 1000
     print(f"query encoding, 1 thread, {len(queries)} queries: p50 {np.percentile(lat_ms, 50):.2f} "
-          f"ms, p90 {np.percentile(lat_ms, 90):.2f} ms, p99 {np.percentile(lat_ms, 99):.2f} ms")
+          f"ms, p90 {np.percentile(lat_ms, 90):.2f} ms, p99 {np.percentile(lat_ms, 99):.2f} ms "
+          f"(fastest of {args.passes} passes)")
 
     torch.set_num_threads(args.threads)
     model.encode(titles[:256], "title")
-    a = time.perf_counter()
-    vecs = model.encode(titles, "title", batch_size=256)
-    dt = time.perf_counter() - a
+    dt = float("inf")
+    for _ in range(args.passes):
+        model.segmenter._cache.clear()
+        a = time.perf_counter()
+        vecs = model.encode(titles, "title", batch_size=256)
+        dt = min(dt, time.perf_counter() - a)
     n_terms = np.array([len(v) for v in vecs])
     n_exp = np.array([int(v.expanded.sum()) for v in vecs])
     qv = model.encode(queries, "query")
     print(f"title encoding, {args.threads} threads, {len(titles)} titles: {len(titles) / dt:.0f} "
-          f"titles/s")
+          f"titles/s (fastest of {args.passes} passes)")
     print(f"sparsity: {n_terms.mean():.1f} words per title ({n_exp.mean():.1f} from expansion), "
           f"{np.mean([len(v) for v in qv]):.1f} per query "
           f"({np.mean([int(v.expanded.sum()) for v in qv]):.1f} from expansion); "
