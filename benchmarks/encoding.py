@@ -12,9 +12,9 @@ from ../shared/data (or $DEEPBOW_DATA).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import fastest_pass
 
 
 def main() -> None:
@@ -37,30 +37,20 @@ def main() -> None:
     base = [t.text for t in ner_titles("dev")]
     titles = (base * (args.titles // len(base) + 1))[: args.titles]
 
+    clear = model.segmenter._cache.clear
     torch.set_num_threads(1)
     model.encode(queries[:20], "query")
-    lat_ms = None
-    for _ in range(args.passes):
-        model.segmenter._cache.clear()
-        lat = []
-        for q in queries:
-            a = time.perf_counter()
-            model.encode([q], "query")
-            lat.append(time.perf_counter() - a)
-        if lat_ms is None or np.percentile(lat, 50) * 1000 < np.percentile(lat_ms, 50):
-            lat_ms = np.array(lat) * 1000
+    _, lat, _ = fastest_pass(lambda q: model.encode([q], "query"), queries, args.passes, 0,
+                             clear)
+    lat_ms = np.array(lat) * 1000
     print(f"query encoding, 1 thread, {len(queries)} queries: p50 {np.percentile(lat_ms, 50):.2f} "
           f"ms, p90 {np.percentile(lat_ms, 90):.2f} ms, p99 {np.percentile(lat_ms, 99):.2f} ms "
           f"(fastest of {args.passes} passes)")
 
     torch.set_num_threads(args.threads)
     model.encode(titles[:256], "title")
-    dt = float("inf")
-    for _ in range(args.passes):
-        model.segmenter._cache.clear()
-        a = time.perf_counter()
-        vecs = model.encode(titles, "title", batch_size=256)
-        dt = min(dt, time.perf_counter() - a)
+    dt, _, (vecs,) = fastest_pass(lambda ts: model.encode(ts, "title", batch_size=256), [titles],
+                                  args.passes, 1, clear)
     n_terms = np.array([len(v) for v in vecs])
     n_exp = np.array([int(v.expanded.sum()) for v in vecs])
     qv = model.encode(queries, "query")

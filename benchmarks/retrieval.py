@@ -24,6 +24,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
+from timing import fastest_pass  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -69,23 +70,6 @@ def make_queries(n, vocab, s, rng, df=None, n_docs=1, weights="idf"):
             c = rng.integers(1, 4096, len(t)).astype(np.int64)
         qs.append((t, c))
     return qs
-
-
-def fastest_pass(run, queries, passes, keep=None):
-    """Time `run(terms, codes)` over every query `passes` times: (total seconds, per-query
-    seconds) of the fastest pass, and the first pass's results (the first `keep` of them)."""
-    best, kept = (float("inf"), []), []
-    for i in range(passes):
-        lat = []
-        t = time.perf_counter()
-        for qt, qc in queries:
-            a = time.perf_counter()
-            out = run(qt, qc)
-            lat.append(time.perf_counter() - a)
-            if i == 0 and (keep is None or len(kept) < keep):
-                kept.append(out)
-        best = min(best, (time.perf_counter() - t, lat), key=lambda x: x[0])
-    return best[0], best[1], kept
 
 
 def summary(name, lat, n_queries, total, build_s, index_bytes, n_postings):
@@ -137,8 +121,7 @@ def main() -> None:
     build = time.perf_counter() - t
     nbytes = index.stats()["bytes"]
     index.search_codes(*queries[0], k)  # compile / load the kernel cache
-    total, lat, ours = fastest_pass(lambda qt, qc: index.search_codes(qt, qc, k), queries,
-                                    args.passes)
+    total, lat, ours = fastest_pass(lambda q: index.search_codes(*q, k), queries, args.passes)
     qps_ours = summary("deepbow", lat, len(queries), total, build, nbytes, docs.nnz)
 
     # -- numpy term-at-a-time accumulator over a plain CSR of the same postings -------------
@@ -153,7 +136,7 @@ def main() -> None:
         top = np.argpartition(-acc, k)[:k] if args.docs > k else np.arange(args.docs)
         return acc, top[np.argsort(-acc[top], kind="stable")]  # dense scores kept for the check
 
-    total, lat, accs = fastest_pass(numpy_taat, queries, args.passes, keep=200)
+    total, lat, accs = fastest_pass(lambda q: numpy_taat(*q), queries, args.passes, keep=200)
     qps_np = summary("numpy-taat", lat, len(queries), total, 0.0, csc.data.nbytes
                      + csc.indices.nbytes + csc.indptr.nbytes, docs.nnz)
     exact = 0

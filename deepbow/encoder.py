@@ -149,9 +149,11 @@ class DeepBoW:
     def fit_scales(self, texts: Sequence[str]) -> None:
         """Set each side's quantisation step so that the largest weight seen (plus 10%) gets
         the top code; larger weights saturate."""
-        raw = {"query": [w for _, w, _, _ in self._encode_raw(texts, "query") if len(w)]}
-        raw["title"] = raw["query"] if self.net.cfg.title_weights == "softmax" else \
-            [w for _, w, _, _ in self._encode_raw(texts, "title") if len(w)]
+        # the sides weigh a text's terms alike unless titles have sigmoid weights of their own
+        sides = ("query", "title") if self.net.cfg.title_weights == "sigmoid" else ("query",)
+        raw = {side: [w for _, w, _, _ in self._encode_raw(texts, side) if len(w)]
+               for side in sides}
+        raw.setdefault("title", raw["query"])
         top = {side: max((float(self._normalize(w, side).max()) for w in raw[side]),
                          default=1.0) for side in ("query", "title")}
         self.scales = {"query": 1.1 * top["query"] / QUERY_MAX_CODE,

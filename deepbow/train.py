@@ -115,10 +115,9 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
         te = time.time()
         for bstart in range(0, steps_per_epoch * tp.batch_size, tp.batch_size):
             batch = [train_pairs[i] for i in order[bstart:bstart + tp.batch_size]]
-            qd, qfull = net.forward_dense(features([p.query for p in batch]), "query")
-            if tp.train_query_l1:  # the score becomes a weighted share of the query matched
-                qd = qd / (qd.sum(-1, keepdim=True) + 1e-6)
-            dd, dfull = net.forward_dense(features([p.title for p in batch]), "title")
+            qd, qfull = dense(net, features([p.query for p in batch]), "query",
+                              tp.train_query_l1)
+            dd, dfull = dense(net, features([p.title for p in batch]), "title")
             s = (qd * dd).sum(-1)
             y = torch.tensor([p.label for p in batch])
             loss = torch.nn.functional.nll_loss(net.ordinal_logits(s), y)
@@ -136,6 +135,7 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
             sched.step()
             step += 1
             tot_loss += float(loss.detach())
+            # a mid-epoch checkpoint, unless the epoch's own one was only a few steps ago
             if tp.validate_every and step % tp.validate_every == 0 \
                     and step % steps_per_epoch > tp.validate_every // 10:
                 checkpoint(epoch + 1)
@@ -171,15 +171,22 @@ def hard_triples(pairs: Sequence[Pair]) -> list[tuple[str, str, str]]:
     return [(q, a, b) for q in sorted(hard) for a in exact.get(q, ()) for b in hard[q]]
 
 
+def dense(net, batch, side: str, query_l1: bool = False):
+    """The network's dense vectors for one side of a training batch; with `query_l1` queries
+    are L1-normalised, so a score becomes the weighted share of the query matched."""
+    v, full = net.forward_dense(batch, side)
+    if side == "query" and query_l1:
+        v = v / (v.sum(-1, keepdim=True) + 1e-6)
+    return v, full
+
+
 def pair_loss(net, features, triples: Sequence[tuple[str, str, str]], query_l1: bool = False):
     """RankNet loss −log σ(a (s_exact − s_hard)), a the ordinal head's scale, so the pairwise
     term speaks in the same score units as the graded one."""
     import torch.nn.functional as F
 
-    q, _ = net.forward_dense(features([t[0] for t in triples]), "query")
-    if query_l1:
-        q = q / (q.sum(-1, keepdim=True) + 1e-6)
-    d, _ = net.forward_dense(features([t[1] for t in triples] + [t[2] for t in triples]), "title")
+    q, _ = dense(net, features([t[0] for t in triples]), "query", query_l1)
+    d, _ = dense(net, features([t[1] for t in triples] + [t[2] for t in triples]), "title")
     n = len(triples)
     diff = (q * d[:n]).sum(-1) - (q * d[n:]).sum(-1)
     return F.softplus(-F.softplus(net.ord_scale) * diff).mean()
