@@ -285,11 +285,15 @@ def calibrate(model_path, data_dir):
                                                        dir_okay=False), required=True,
               help='Labelled JSONL: {"query", "title", "label", ["kind"]}.')
 @click.option("--no-baseline", is_flag=True, help="Skip the BM25 baseline.")
+@click.option("--failures", is_flag=True,
+              help="Also list each query that ranks a hard negative at or above an exact "
+                   "match: its lowest exact match and highest hard negative, with scores.")
 @model_option
 @scorer_option
 @json_option
 @handle_errors
-def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, edits_path, as_json):
+def eval_cmd(pairs_path, no_baseline, failures, model_path, scorer, ebrm_path, edits_path,
+             as_json):
     """AUC (label≥1, label=2), nDCG@10 by query, macro-F1, accuracy, F1 of label 1 and
     AUC(1 vs 0), hard negatives, beside BM25. --scorer takes a comma list or "all"."""
     import deepbow
@@ -316,7 +320,8 @@ def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, edits_path,
 
         for sc in scorers.values():
             apply_journal(sc, edits_path)
-    res = evaluate(scorers, pairs, baseline=not no_baseline, segmenter=base.segmenter)
+    res = evaluate(scorers, pairs, baseline=not no_baseline, segmenter=base.segmenter,
+                   failures=failures)
     if as_json:
         emit_json(res)
         return
@@ -331,6 +336,14 @@ def eval_cmd(pairs_path, no_baseline, model_path, scorer, ebrm_path, edits_path,
             cells = "".join(f"{100 * row[c]:>10.2f}" if c in row else f"{'-':>10}"
                             for c in cols)
             click.echo(f"  {name:<10}{cells}")
+    for name, row in res["all"].items():
+        if "hard_neg_failures" in row:
+            fails = row["hard_neg_failures"]
+            click.echo(f"{name}: {len(fails)} of {row['hard_neg_queries']} queries rank a hard "
+                       "negative at or above an exact match (lowest exact, highest hard):")
+            for f in fails:
+                click.echo(f"  {f['query']}\t{f['exact']['score']:.3f} {f['exact']['title']}"
+                           f"\t{f['hard']['score']:.3f} {f['hard']['title']}")
     click.echo("(percent; BM25 labels use thresholds tuned on this file)", err=True)
 
 

@@ -12,6 +12,7 @@ from deepbow.metrics import (
     auc,
     best_thresholds,
     class_f1,
+    hard_negative_failures,
     hard_negative_rate,
     macro_f1,
     ndcg_at_k,
@@ -21,7 +22,10 @@ METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1",
            "auc_2v1")
 
 
-def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray) -> dict:
+def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray,
+               failures: bool = False) -> dict:
+    """One scorer's figures on `pairs`; with `failures`, also the queries that rank a hard
+    negative at or above an exact match (their lowest exact match, their highest hard one)."""
     y = np.array([p.label for p in pairs])
     q = [p.query for p in pairs]
     row = {"auc_ge1": auc(scores, y >= 1), "auc_eq2": auc(scores, y == 2),
@@ -40,11 +44,16 @@ def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarra
     if n:
         row.update({"hard_neg_below_all": strict, "hard_neg_pairwise": pairwise,
                     "hard_neg_queries": n})
+        if failures:
+            row["hard_neg_failures"] = [
+                {"query": q[p], "exact": {"title": pairs[p].title, "score": float(scores[p])},
+                 "hard": {"title": pairs[h].title, "score": float(scores[h])}}
+                for p, h in hard_negative_failures(q, scores, y, [p.kind for p in pairs])]
     return row
 
 
 def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
-             segmenter=None) -> dict[str, dict]:
+             segmenter=None, failures: bool = False) -> dict[str, dict]:
     """{group: {scorer name: metrics}} over all pairs and, when kinds are mixed, per domain.
 
     `scorers` is a model (named "deepbow") or a {name: scorer} dict of objects with
@@ -80,5 +89,5 @@ def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
         sub = [pairs[i] for i in idx]
         for name in scores:
             out.setdefault(gname, {})[name] = metric_row(sub, scores[name][idx],
-                                                         labels[name][idx])
+                                                         labels[name][idx], failures)
     return out

@@ -108,25 +108,48 @@ def best_thresholds(scores: Sequence[float], labels: Sequence[int],
     return best_t
 
 
+def hard_negative_groups(queries: Sequence[str], labels: Sequence[int],
+                         kinds: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """(indices of exact matches, indices of hard negatives) of each query that has both."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        groups[q].append(i)
+    out = []
+    for idx in groups.values():
+        pos = [i for i in idx if labels[i] == 2]
+        hard = [i for i in idx if kinds[i] == "ecom-hard"]
+        if pos and hard:
+            out.append((pos, hard))
+    return out
+
+
 def hard_negative_rate(queries: Sequence[str], scores: Sequence[float], labels: Sequence[int],
                        kinds: Sequence[str]) -> tuple[float, float, int]:
     """Over queries with both exact matches (label 2) and hard negatives ("ecom-hard"):
     (share where every hard negative scores below every exact match,
      share of (exact, hard) pairs ordered right, number of such queries)."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, q in enumerate(queries):
-        groups[q].append(i)
     s = np.asarray(scores, np.float64)
-    strict, pairs_ok, pairs_all, n = 0, 0, 0, 0
-    for idx in groups.values():
-        pos = [s[i] for i in idx if labels[i] == 2]
-        hard = [s[i] for i in idx if kinds[i] == "ecom-hard"]
-        if not pos or not hard:
-            continue
-        n += 1
-        strict += max(hard) < min(pos)
-        pairs_ok += sum(h < p for h in hard for p in pos)
+    strict, pairs_ok, pairs_all = 0, 0, 0
+    groups = hard_negative_groups(queries, labels, kinds)
+    for pos, hard in groups:
+        strict += s[hard].max() < s[pos].min()
+        pairs_ok += int((s[hard][:, None] < s[pos][None, :]).sum())
         pairs_all += len(hard) * len(pos)
-    if n == 0:
+    if not groups:
         return float("nan"), float("nan"), 0
-    return strict / n, pairs_ok / pairs_all, n
+    return strict / len(groups), pairs_ok / pairs_all, len(groups)
+
+
+def hard_negative_failures(queries: Sequence[str], scores: Sequence[float],
+                           labels: Sequence[int], kinds: Sequence[str]) -> list[tuple[int, int]]:
+    """The queries that fail the strict test above, each as (index of its lowest-scoring exact
+    match, index of its highest-scoring hard negative), worst margin first: what to read when
+    the rate disappoints."""
+    s = np.asarray(scores, np.float64)
+    out = []
+    for pos, hard in hard_negative_groups(queries, labels, kinds):
+        p = min(pos, key=lambda i: s[i])
+        h = max(hard, key=lambda i: s[i])
+        if s[h] >= s[p]:
+            out.append((p, h))
+    return sorted(out, key=lambda ph: s[ph[0]] - s[ph[1]])

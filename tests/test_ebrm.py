@@ -256,11 +256,14 @@ def test_cli_entities_explain_score_eval(hybrid_dir, tiny_model_dir, tmp_path, m
     r = run(main, ["explain", "华为手机", "华为新款手机防摔", "--scorer", "bm42", *opts])
     assert r.exit_code != 0 and "unknown scorer" in r.output
     pairs = tmp_path / "pairs.jsonl"
-    rows = [("华为手机", "华为新款手机防摔", 2), ("华为手机", "小米新款手机防摔", 1),
-            ("华为手机", "华为新款手机壳防摔", 0), ("手机", "罗技正品鼠标垫包邮", 0),
-            ("手机", "小米正品手机超薄", 2)]
-    pairs.write_text("".join(json.dumps({"query": q, "title": t, "label": y},
-                                        ensure_ascii=False) + "\n" for q, t, y in rows),
+    rows = [("华为手机", "华为新款手机防摔", 2, "ecom"),
+            ("华为手机", "小米新款手机防摔", 1, "ecom"),
+            ("华为手机", "华为新款手机壳防摔", 0, "ecom-hard"),
+            ("手机", "罗技正品鼠标垫包邮", 0, "ecom"),
+            ("手机", "小米正品手机超薄", 2, "ecom"),
+            ("手机", "小米正品手机超薄", 0, "ecom-hard")]  # a hard negative tied with an exact
+    pairs.write_text("".join(json.dumps({"query": q, "title": t, "label": y, "kind": k},
+                                        ensure_ascii=False) + "\n" for q, t, y, k in rows),
                      encoding="utf-8")
     for scorer in ("ebrm", "hybrid"):
         out = tmp_path / f"{scorer}.jsonl"
@@ -268,12 +271,25 @@ def test_cli_entities_explain_score_eval(hybrid_dir, tiny_model_dir, tmp_path, m
                        *opts])
         assert r.exit_code == 0, r.output
         got = [json.loads(x) for x in out.read_text().splitlines()]
-        assert len(got) == 5 and all(g["label"] in (0, 1, 2) for g in got)
+        assert len(got) == len(rows) and all(g["label"] in (0, 1, 2) for g in got)
     r = run(main, ["eval", "--pairs", str(pairs), "--scorer", "all", "--json", *opts])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.splitlines()[0])["all"]
     assert set(res) == {"deepbow", "ebrm", "hybrid", "bm25"}
     assert "f1_label1" in res["ebrm"] and "auc_1v0" in res["ebrm"]
+    assert res["deepbow"]["hard_neg_queries"] == 2 and "hard_neg_failures" not in res["deepbow"]
+    r = run(main, ["eval", "--pairs", str(pairs), "--scorer", "all", "--json", "--failures",
+                   *opts])
+    res = json.loads(r.output.splitlines()[0])["all"]
+    text = run(main, ["eval", "--pairs", str(pairs), "--scorer", "all", "--failures", *opts])
+    for name, row in res.items():
+        fails = row["hard_neg_failures"]
+        assert len(fails) == round(2 * (1 - row["hard_neg_below_all"]))
+        tied = [f for f in fails if f["query"] == "手机"]  # fails for every scorer: a tie
+        assert len(tied) == 1 and tied[0]["hard"] == tied[0]["exact"]
+        assert all(f["hard"]["score"] >= f["exact"]["score"] for f in fails)
+        assert f"{name}: {len(fails)} of 2 queries" in text.output
+    assert "手机\t" in text.output
 
 
 def test_cli_cache_stats_warm_clear(tiny, tmp_path):

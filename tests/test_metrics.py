@@ -10,6 +10,7 @@ from deepbow.metrics import (
     auc,
     best_thresholds,
     class_f1,
+    hard_negative_failures,
     hard_negative_rate,
     macro_f1,
     ndcg_at_k,
@@ -61,6 +62,11 @@ def test_hard_negative_rate():
     kinds = ["ecom", "ecom", "ecom-hard", "ecom", "ecom-hard"]
     strict, pairwise, n = hard_negative_rate(q, s, y, kinds)
     assert n == 2 and strict == 0.5 and pairwise == pytest.approx(2 / 3)
+    # query a fails: its hard negative (0.6) sits above its lowest exact match (0.5)
+    assert hard_negative_failures(q, s, y, kinds) == [(1, 2)]
+    tie = [0.9, 0.5, 0.5, 0.2, 0.3]  # a tie fails too; the worse margin comes first
+    assert hard_negative_failures(q, tie, y, kinds) == [(3, 4), (1, 2)]
+    assert hard_negative_rate(q, tie, y, kinds)[0] == 0.0
 
 
 def test_metric_row_partial_match_figures():
