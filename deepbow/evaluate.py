@@ -40,15 +40,16 @@ def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarra
         partial_q = {q[i] for i in np.nonzero(y == 1)[0]}
         sel = np.array([q[i] in partial_q and y[i] >= 1 for i in range(len(y))])
         row["auc_2v1"] = auc(scores[sel], y[sel] == 2)
-    strict, pairwise, n = hard_negative_rate(q, scores, y, [p.kind for p in pairs])
+    kinds = [p.kind for p in pairs]
+    strict, pairwise, n = hard_negative_rate(q, scores, y, kinds)
     if n:
         row.update({"hard_neg_below_all": strict, "hard_neg_pairwise": pairwise,
                     "hard_neg_queries": n})
         if failures:
             row["hard_neg_failures"] = [
-                {"query": q[p], "exact": {"title": pairs[p].title, "score": float(scores[p])},
-                 "hard": {"title": pairs[h].title, "score": float(scores[h])}}
-                for p, h in hard_negative_failures(q, scores, y, [p.kind for p in pairs])]
+                {"query": q[i], "exact": {"title": pairs[i].title, "score": float(scores[i])},
+                 "hard": {"title": pairs[j].title, "score": float(scores[j])}}
+                for i, j in hard_negative_failures(q, scores, y, kinds)]
     return row
 
 
