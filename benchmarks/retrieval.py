@@ -163,11 +163,9 @@ def main() -> None:
         bm_bytes = sum(sc[x].nbytes for x in ("data", "indices", "indptr"))
         qtok = [q.tolist() for q, _ in queries]
         retriever.retrieve(qtok[:2], k=k, n_threads=1, show_progress=False)  # compile
-        total = float("inf")
-        for _ in range(args.passes):
-            t = time.perf_counter()
-            retriever.retrieve(qtok, k=k, n_threads=1, show_progress=False)
-            total = min(total, time.perf_counter() - t)
+        total, _, _ = fastest_pass(  # one item: bm25s retrieves the whole batch in one call
+            lambda qs: retriever.retrieve(qs, k=k, n_threads=1, show_progress=False), [qtok],
+            args.passes, keep=0)
         lat = []
         for q in qtok[:200]:
             a = time.perf_counter()

@@ -160,15 +160,16 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
 
 
 def hard_triples(pairs: Sequence[Pair]) -> list[tuple[str, str, str]]:
-    """(query, exact-match title, hard-negative title) for every e-commerce query that has both."""
-    exact: dict[str, list[str]] = {}
-    hard: dict[str, list[str]] = {}
-    for p in pairs:
-        if p.kind == "ecom-hard":
-            hard.setdefault(p.query, []).append(p.title)
-        elif p.label == 2 and p.kind.startswith("ecom"):
-            exact.setdefault(p.query, []).append(p.title)
-    return [(q, a, b) for q in sorted(hard) for a in exact.get(q, ()) for b in hard[q]]
+    """(query, exact-match title, hard-negative title) for every e-commerce query that has both,
+    queries in sorted order, titles in file order."""
+    from deepbow.metrics import hard_negative_groups
+
+    exact = [p.label if p.kind.startswith("ecom") and p.kind != "ecom-hard" else -1
+             for p in pairs]  # exact matches: e-commerce pairs of label 2 only
+    groups = hard_negative_groups([p.query for p in pairs], exact, [p.kind for p in pairs])
+    groups.sort(key=lambda g: pairs[g[0][0]].query)
+    return [(pairs[a].query, pairs[a].title, pairs[b].title)
+            for pos, hard in groups for a in pos for b in hard]
 
 
 def dense(net, batch, side: str, query_l1: bool = False):

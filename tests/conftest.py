@@ -55,12 +55,13 @@ def tiny_config(expansion_k: int = 4) -> TrainConfig:
     )
 
 
-def train_tiny(expansion_k: int = 4):
+def train_tiny(expansion_k: int = 4, cfg=None):
+    """A tiny model trained on the synthetic pairs, with `cfg` (default tiny_config)."""
     from deepbow.train import train_model
 
     train, valid = synthetic_pairs(0), synthetic_pairs(1)
     corpus = [p.title for p in train] + [p.query for p in train]
-    return train_model(train, valid, corpus, PRODUCTS + BRANDS, tiny_config(expansion_k))
+    return train_model(train, valid, corpus, PRODUCTS + BRANDS, cfg or tiny_config(expansion_k))
 
 
 @pytest.fixture(scope="session")

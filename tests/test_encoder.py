@@ -121,14 +121,11 @@ def test_hard_negative_repeat_is_read_from_toml_and_checked(tmp_path):
 
 
 def test_training_on_l1_normalised_queries_ships_that_normalisation():
-    from deepbow.train import train_model
-    from tests.conftest import BRANDS, PRODUCTS, synthetic_pairs, tiny_config
+    from tests.conftest import tiny_config, train_tiny
 
     cfg = tiny_config(0)
     cfg.train.epochs, cfg.train.train_query_l1 = 3, True
-    train, valid = synthetic_pairs(0), synthetic_pairs(1)
-    m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
-                    PRODUCTS + BRANDS, cfg)
+    m = train_tiny(cfg=cfg)
     assert m.query_norm == "l1"
     assert list(m.manifest["calibration"]["auc_ge1_by_option"]) == ["l1"]
     q = m.encode(["华为手机"], "query")[0]
@@ -138,14 +135,11 @@ def test_training_on_l1_normalised_queries_ships_that_normalisation():
 def test_sigmoid_title_weights_are_memberships_and_round_trip(tmp_path):
     from deepbow.config import NetParams, TrainConfig
     from deepbow.encoder import DeepBoW
-    from deepbow.train import train_model
-    from tests.conftest import BRANDS, PRODUCTS, synthetic_pairs, tiny_config
+    from tests.conftest import tiny_config, train_tiny
 
     cfg = tiny_config(0)
     cfg.net.title_weights, cfg.train.epochs = "sigmoid", 4
-    train, valid = synthetic_pairs(0), synthetic_pairs(1)
-    m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
-                    PRODUCTS + BRANDS, cfg)
+    m = train_tiny(cfg=cfg)
     long_title = "华为新款手机防摔" + "包邮正品超薄" * 4
     raw_t = [w for _, w, _, _ in m._encode_raw(["华为新款手机防摔", long_title], "title")]
     raw_q = [w for _, w, _, _ in m._encode_raw(["华为新款手机防摔"], "query")]
@@ -170,8 +164,8 @@ def test_pairwise_loss_puts_exact_matches_above_hard_negatives():
     import torch
 
     from deepbow.datasets import Pair
-    from deepbow.train import hard_triples, pair_loss, train_model
-    from tests.conftest import BRANDS, PRODUCTS, synthetic_pairs, tiny_config
+    from deepbow.train import hard_triples, pair_loss
+    from tests.conftest import synthetic_pairs, tiny_config, train_tiny
 
     pairs = [Pair("手机", "华为手机", 2, "ecom"), Pair("手机", "手机壳", 0, "ecom-hard"),
              Pair("手机", "耐克鞋", 0, "ecom"), Pair("鼠标", "罗技鼠标", 2, "ecom")]
@@ -180,8 +174,7 @@ def test_pairwise_loss_puts_exact_matches_above_hard_negatives():
     cfg.train.epochs, cfg.train.pair_weight, cfg.train.pair_batch = 3, 1.0, 8
     cfg.train.validate_every = 7
     train, valid = synthetic_pairs(0), synthetic_pairs(1)
-    m = train_model(train, valid, [p.title for p in train] + [p.query for p in train],
-                    PRODUCTS + BRANDS, cfg)
+    m = train_tiny(cfg=cfg)
     steps = [h["step"] for h in m.manifest["history"]]
     per_epoch = len(train) // cfg.train.batch_size
     assert steps == sorted({*range(7, 3 * per_epoch, 7), per_epoch, 2 * per_epoch, 3 * per_epoch})
