@@ -28,7 +28,8 @@ def main() -> None:
     import torch
 
     import deepbow
-    from deepbow.datasets import ner_titles, shared_data_dir
+    from deepbow.datasets import ner_titles
+    from deepbow.locations import shared_data_dir
 
     model = deepbow.load(args.model)
     d = shared_data_dir()

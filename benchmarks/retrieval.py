@@ -110,10 +110,16 @@ def main() -> None:
           f"{docs.data.mean():.0f}); {args.queries} queries of 3-10 terms, "
           f"{args.query_weights} weights, top-{args.k}; "
           f"generated in {time.perf_counter() - t0:.1f}s", flush=True)
-    k = args.k
+    qps_ours, ours = run_deepbow(docs, queries, args.k, args.passes)
+    qps_np = run_numpy(docs, queries, args.k, args.passes, ours)
+    qps_bm = None if args.skip_bm25s else run_bm25s(docs, queries, args)
+    print(f"\ndeepbow / numpy-taat QPS: {qps_ours / qps_np:.1f}x (bar: >= 5x)")
+    if qps_bm:
+        print(f"deepbow / bm25s-numba QPS: {qps_ours / qps_bm:.1f}x (bar: >= 2x)")
 
-    # -- deepbow (MaxScore over 8-bit impacts) ------------------------------------------------
-    from index import kernels
+
+def run_deepbow(docs, queries, k: int, passes: int):
+    """MaxScore over 8-bit impacts: (QPS, each query's top k)."""
     from index.inverted import InvertedIndex
 
     t = time.perf_counter()
@@ -121,61 +127,66 @@ def main() -> None:
     build = time.perf_counter() - t
     nbytes = index.stats()["bytes"]
     index.search_codes(*queries[0], k)  # compile / load the kernel cache
-    total, lat, ours = fastest_pass(lambda q: index.search_codes(*q, k), queries, args.passes)
-    qps_ours = summary("deepbow", lat, len(queries), total, build, nbytes, docs.nnz)
+    total, lat, ours = fastest_pass(lambda q: index.search_codes(*q, k), queries, passes)
+    return summary("deepbow", lat, len(queries), total, build, nbytes, docs.nnz), ours
 
-    # -- numpy term-at-a-time accumulator over a plain CSR of the same postings -------------
+
+def run_numpy(docs, queries, k: int, passes: int, ours) -> float:
+    """A numpy term-at-a-time accumulator over a plain CSR of the same postings; also the
+    exhaustive reference deepbow's top k is checked against."""
+    from index import kernels
+
     csc = docs.tocsc()
     indptr, dids, imps = csc.indptr, csc.indices, csc.data.astype(np.int64)
+    n_docs = docs.shape[0]
 
     def numpy_taat(qt, qc):
-        acc = np.zeros(args.docs, np.int64)
+        acc = np.zeros(n_docs, np.int64)
         for term, c in zip(qt, qc, strict=True):
             sl = slice(indptr[term], indptr[term + 1])
             acc[dids[sl]] += c * imps[sl]
-        top = np.argpartition(-acc, k)[:k] if args.docs > k else np.arange(args.docs)
+        top = np.argpartition(-acc, k)[:k] if n_docs > k else np.arange(n_docs)
         return acc, top[np.argsort(-acc[top], kind="stable")]  # dense scores kept for the check
 
-    total, lat, accs = fastest_pass(lambda q: numpy_taat(*q), queries, args.passes, keep=200)
-    qps_np = summary("numpy-taat", lat, len(queries), total, 0.0, csc.data.nbytes
-                     + csc.indices.nbytes + csc.indptr.nbytes, docs.nnz)
+    total, lat, accs = fastest_pass(lambda q: numpy_taat(*q), queries, passes, keep=200)
+    qps = summary("numpy-taat", lat, len(queries), total, 0.0, csc.data.nbytes
+                  + csc.indices.nbytes + csc.indptr.nbytes, docs.nnz)
     exact = 0
     for (d1, s1), (acc, _) in zip(ours[:len(accs)], accs, strict=True):  # ties by doc id
         d2, s2 = kernels.topk_ref(acc, k, np.zeros(0, np.uint8))
         exact += np.array_equal(s1, s2) and np.array_equal(d1, d2)
     print(f"exact top-{k} (same docs, same order, ties by doc id) vs exhaustive: "
           f"{exact}/{len(accs)} queries checked")
+    return qps
 
-    # -- bm25s, numba backend ------------------------------------------------------------------
-    qps_bm = None
-    if not args.skip_bm25s:
-        import bm25s
 
-        t = time.perf_counter()
-        ids = np.split(docs.indices, docs.indptr[1:-1])
-        vocab = {str(i): i for i in range(args.vocab)}
-        retriever = bm25s.BM25(backend="numba")
-        retriever.index(bm25s.tokenization.Tokenized(ids=[x.tolist() for x in ids], vocab=vocab),
-                        show_progress=False)
-        build_bm = time.perf_counter() - t
-        del ids
-        sc = retriever.scores
-        bm_bytes = sum(sc[x].nbytes for x in ("data", "indices", "indptr"))
-        qtok = [q.tolist() for q, _ in queries]
-        retriever.retrieve(qtok[:2], k=k, n_threads=1, show_progress=False)  # compile
-        total, _, _ = fastest_pass(  # one item: bm25s retrieves the whole batch in one call
-            lambda qs: retriever.retrieve(qs, k=k, n_threads=1, show_progress=False), [qtok],
-            args.passes, keep=0)
-        lat = []
-        for q in qtok[:200]:
-            a = time.perf_counter()
-            retriever.retrieve([q], k=k, n_threads=1, show_progress=False)
-            lat.append(time.perf_counter() - a)
-        qps_bm = summary("bm25s-numba", lat, len(queries), total, build_bm, bm_bytes,
-                         len(sc["data"]))
-    print(f"\ndeepbow / numpy-taat QPS: {qps_ours / qps_np:.1f}x (bar: >= 5x)")
-    if qps_bm:
-        print(f"deepbow / bm25s-numba QPS: {qps_ours / qps_bm:.1f}x (bar: >= 2x)")
+def run_bm25s(docs, queries, args) -> float:
+    """bm25s (numba backend, one thread) over the same documents' term ids as tokens."""
+    import bm25s
+
+    k = args.k
+    t = time.perf_counter()
+    ids = np.split(docs.indices, docs.indptr[1:-1])
+    vocab = {str(i): i for i in range(args.vocab)}
+    retriever = bm25s.BM25(backend="numba")
+    retriever.index(bm25s.tokenization.Tokenized(ids=[x.tolist() for x in ids], vocab=vocab),
+                    show_progress=False)
+    build_bm = time.perf_counter() - t
+    del ids
+    sc = retriever.scores
+    bm_bytes = sum(sc[x].nbytes for x in ("data", "indices", "indptr"))
+    qtok = [q.tolist() for q, _ in queries]
+    retriever.retrieve(qtok[:2], k=k, n_threads=1, show_progress=False)  # compile
+    total, _, _ = fastest_pass(  # one item: bm25s retrieves the whole batch in one call
+        lambda qs: retriever.retrieve(qs, k=k, n_threads=1, show_progress=False), [qtok],
+        args.passes, keep=0)
+    lat = []
+    for q in qtok[:200]:
+        a = time.perf_counter()
+        retriever.retrieve([q], k=k, n_threads=1, show_progress=False)
+        lat.append(time.perf_counter() - a)
+    return summary("bm25s-numba", lat, len(queries), total, build_bm, bm_bytes,
+                   len(sc["data"]))
 
 
 if __name__ == "__main__":

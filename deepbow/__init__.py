@@ -1,60 +1,47 @@
 """deepbow: interpretable lexical relevance for Chinese e-commerce search.
 
+The one public facade: it composes the layers (deepbow → ebrm → index) and is the whole Python
+API the README shows. Every import of a layer above happens inside a function here, so
+importing a model module (deepbow.encoder, ...) loads neither ebrm nor index, and torch is
+imported only when a model is loaded.
+
     import deepbow
-    m = deepbow.load()                      # the shipped default model
-    m.encode(["华为手机"])[0].as_dict()       # word → weight
+    m = deepbow.load()                       # the shipped DeepBoW model
+    m.encode(["华为手机"], "query")[0].as_dict()
     m.score("华为手机", ["华为mate60手机", "手机壳"])
-    m.explain("华为手机", "华为mate60手机")
-
+    m.explain("华为手机", "华为mate60手机").to_text()
     e = deepbow.load_ebrm()                  # the entity-based model (EBRM)
-    e.entities(["华为mate60手机 黑色"])
-    e.explain("华为手机", "华为mate60手机").to_text()
     h = deepbow.load_scorer("hybrid")        # DeepBoW + EBRM; same score/explain interface
-
-torch is imported only when a model is loaded.
+    cat = deepbow.build_index(items, "ix")   # or deepbow.open_index("ix")
+    cat.search("华为手机", k=10); cat.editor.ban("包邮")
+    deepbow.reranker(cat).rerank("华为手机", 10, "hybrid")
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from deepbow.errors import DeepBowError, InputError, ModelFileError
-
-if TYPE_CHECKING:
-    from deepbow.encoder import DeepBoW
+from deepbow.locations import default_ebrm_path, default_model_path, sample_catalogue_path
 
 __version__ = "0.1.0"
-__all__ = ["load", "load_ebrm", "load_scorer", "default_model_path", "default_ebrm_path",
-           "SCORERS", "DeepBowError", "InputError", "ModelFileError"]
+__all__ = ["load", "load_ebrm", "load_scorer", "load_scorers", "read_edits", "build_index",
+           "open_index", "reranker", "evaluate", "default_model_path", "default_ebrm_path",
+           "sample_catalogue_path", "SCORERS", "DeepBowError", "InputError", "ModelFileError"]
 SCORERS = ("deepbow", "ebrm", "hybrid")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
 
-
-def default_model_path() -> Path:
-    """$DEEPBOW_MODEL if set, else the model shipped in data/models/deepbow-default."""
-    env = os.environ.get("DEEPBOW_MODEL")
-    return Path(env) if env else DATA_DIR / "models" / "deepbow-default"
-
-
-def load(path: str | Path | None = None) -> DeepBoW:
-    """Load a DeepBoW model directory (checked: format, version, checksums, shapes)."""
+def load(path: str | Path | None = None):
+    """A DeepBoW model directory (checked: format, version, checksums, shapes); default:
+    $DEEPBOW_MODEL or the shipped model."""
     from deepbow.encoder import DeepBoW
 
     return DeepBoW.load(path or default_model_path())
 
 
-def default_ebrm_path() -> Path:
-    """$DEEPBOW_EBRM_MODEL if set, else the model shipped in data/models/ebrm-default."""
-    env = os.environ.get("DEEPBOW_EBRM_MODEL")
-    return Path(env) if env else DATA_DIR / "models" / "ebrm-default"
-
-
 def load_ebrm(path: str | Path | None = None, cache: str | Path | bool | None = True):
-    """Load an EBRM model; cache: True = the persistent QE cache for this model (under
+    """An EBRM model; cache: True = the persistent QE cache for this model (under
     $DEEPBOW_CACHE or ~/.cache/deepbow), a path = that SQLite file, None = memory only."""
     from ebrm.model import EBRM
 
@@ -63,14 +50,68 @@ def load_ebrm(path: str | Path | None = None, cache: str | Path | bool | None = 
 
 def load_scorer(kind: str = "deepbow", model: str | Path | None = None,
                 ebrm: str | Path | None = None, cache: str | Path | bool | None = True):
-    """"deepbow", "ebrm" or "hybrid": an object with score(query, titles), score_pairs(pairs),
-    label(scores) and explain(query, title)."""
-    if kind == "deepbow":
-        return load(model)
-    if kind == "ebrm":
-        return load_ebrm(ebrm, cache)
-    if kind == "hybrid":
+    """"deepbow", "ebrm" or "hybrid": an object with score(query, titles, edits=),
+    score_pairs(pairs, edits=), label(scores) and explain(query, title, edits=)."""
+    return load_scorers([kind], model, ebrm, cache)[kind]
+
+
+def load_scorers(kinds: Sequence[str], model: str | Path | None = None,
+                 ebrm: str | Path | None = None, cache: str | Path | bool | None = True
+                 ) -> dict:
+    """{kind: scorer} for several kinds, loading each model once (eval's "all")."""
+    unknown = [k for k in kinds if k not in SCORERS]
+    if unknown or not kinds:
+        raise InputError(f"unknown scorer {', '.join(unknown) or '(none)'}: use one of "
+                         f"{', '.join(SCORERS)} (or all)")
+    loaded: dict = {}
+    if {"deepbow", "hybrid"} & set(kinds):
+        loaded["deepbow"] = load(model)
+    if {"ebrm", "hybrid"} & set(kinds):
+        loaded["ebrm"] = load_ebrm(ebrm, cache)
+    if "hybrid" in kinds:
         from ebrm.hybrid import Hybrid
 
-        return Hybrid(load(model), load_ebrm(ebrm, cache))
-    raise InputError(f"unknown scorer {kind!r}: use one of {', '.join(SCORERS)}")
+        loaded["hybrid"] = Hybrid(loaded["deepbow"], loaded["ebrm"])
+    return {k: loaded[k] for k in kinds}
+
+
+def read_edits(path: str | Path):
+    """The edits of a journal (an index directory, or a journal file) as a value to pass as
+    `edits=` to score, score_pairs and explain: word scales, bans, links, pins and rules."""
+    from index.editor import read_edits as _read
+
+    return _read(path)
+
+
+def build_index(items: Iterable[dict], out: str | Path, model=None, overwrite: bool = False,
+                progress=None):
+    """Encode items ({"id", "title", ...}) into a new index directory; a Catalogue."""
+    from index.catalogue import Catalogue
+
+    return Catalogue.build(model or load(), items, out, overwrite=overwrite, progress=progress)
+
+
+def open_index(path: str | Path, model=None, verify: bool = False):
+    """An index directory as a Catalogue (search, explain, add/update/delete/compact, editor),
+    with the model it was built with (default: the shipped one)."""
+    from index.catalogue import Catalogue
+
+    return Catalogue.open(path, model if model is not None else load(), verify=verify)
+
+
+def reranker(catalogue, ebrm=None, cache: str | Path | bool | None = True):
+    """EBRM (and the hybrid, when the EBRM model was calibrated against the catalogue's DeepBoW
+    model) over a catalogue: rerank(query, k, scorer) and entity_explain(query, item_id)."""
+    from ebrm.hybrid import Hybrid
+    from index.rerank import Reranker
+
+    e = ebrm if ebrm is not None and not isinstance(ebrm, str | Path) else load_ebrm(ebrm, cache)
+    hybrid = None if Hybrid.incompatible(catalogue.model, e) else Hybrid(catalogue.model, e)
+    return Reranker(catalogue, e, hybrid)
+
+
+def evaluate(scorers: dict, pairs, baseline: bool = True, failures: bool = False) -> dict:
+    """The figures of `deepbow eval` for {name: scorer} on labelled pairs (deepbow.readers)."""
+    from deepbow.evaluate import evaluate as _evaluate
+
+    return _evaluate(scorers, pairs, baseline=baseline, failures=failures)

@@ -84,24 +84,35 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
-        from deepbow.errors import InputError
-
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise InputError(f"{path}: cannot read config ({e})") from None
-        parts = {}
-        for name, klass in (("vocab", VocabConfig), ("net", NetParams), ("train", TrainParams)):
-            section = raw.get(name, {})
-            known = {f.name for f in fields(klass)}
-            unknown = set(section) - known
-            if unknown:
-                raise InputError(f"{path}: unknown keys in [{name}]: {sorted(unknown)}")
-            try:
-                parts[name] = klass(**section)
-            except (TypeError, ValueError) as e:
-                raise InputError(f"{path}: [{name}]: {e}") from None
-        return cls(**parts)
+        return cls(**read_toml_sections(path, {"vocab": VocabConfig, "net": NetParams,
+                                               "train": TrainParams}))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def read_toml_sections(path: str | Path, sections: dict[str, type]) -> dict:
+    """{section name: dataclass instance} from a TOML file; a missing section takes the
+    defaults, an unknown section or key, or a value of the wrong kind, is refused by name."""
+    from deepbow.errors import InputError
+
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InputError(f"{path}: cannot read config ({e})") from None
+    unknown = set(raw) - set(sections)
+    if unknown:
+        raise InputError(f"{path}: unknown sections {sorted(unknown)}")
+    parts = {}
+    for name, klass in sections.items():
+        section = raw.get(name, {})
+        if not isinstance(section, dict):
+            raise InputError(f"{path}: [{name}] must be a table")
+        extra = set(section) - {f.name for f in fields(klass)}
+        if extra:
+            raise InputError(f"{path}: unknown keys in [{name}]: {sorted(extra)}")
+        try:
+            parts[name] = klass(**section)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}: [{name}]: {e}") from None
+    return parts

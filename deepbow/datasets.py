@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deepbow.errors import InputError
+from deepbow.locations import shared_data_dir
+from deepbow.readers import Pair, read_pairs
 from deepbow.text import normalize
 
 PRODUCT_TAGS = {"HCCX": "product", "HC": "product", "HPPX": "brand", "HP": "brand",
@@ -31,18 +31,6 @@ PRODUCT_TAGS = {"HCCX": "product", "HC": "product", "HPPX": "brand", "HP": "bran
 
 NER_TRAIN = ("ecommerce_ner/taobao_ner_train.txt", "ecommerce_ner/taobao_brandproduct_train.bieos")
 NER_DEV = ("ecommerce_ner/taobao_ner_dev.txt", "ecommerce_ner/taobao_brandproduct_dev.bieos")
-
-
-def shared_data_dir() -> Path:
-    """Where the shared data lives: $DEEPBOW_DATA, else ../shared/data beside the checkout."""
-    env = os.environ.get("DEEPBOW_DATA")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent.parent
-    for cand in (here.parent / "shared" / "data", here / "shared" / "data"):
-        if cand.is_dir():
-            return cand
-    raise InputError("shared data not found: set DEEPBOW_DATA to the folder holding qbqtc/ etc.")
 
 
 def split_of(query: str, salt: str = "deepbow-split-v1") -> int:
@@ -53,40 +41,6 @@ def split_of(query: str, salt: str = "deepbow-split-v1") -> int:
 
 # bucket ranges of split_of(query): test is never trained on nor tuned on.
 SPLITS = {"train": range(0, 85), "valid": range(85, 90), "test": range(90, 100)}
-
-
-@dataclass
-class Pair:
-    query: str
-    title: str
-    label: int
-    kind: str = ""  # "qbqtc", "ecom", "ecom-hard", "ecom-brand", ...
-
-    def to_json(self) -> dict:
-        return {"query": self.query, "title": self.title, "label": self.label, "kind": self.kind}
-
-
-def read_pairs(path: str | Path) -> Iterator[Pair]:
-    """Read a JSONL of {"query","title",["label"]}; a bad line raises InputError with its number."""
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                raise InputError(f"{path}:{lineno}: not UTF-8 ({e.reason})") from None
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) \
-                    or not isinstance(obj.get("title"), str):
-                raise InputError(f'{path}:{lineno}: needs string fields "query" and "title"')
-            label = obj.get("label", -1)
-            try:
-                label = int(label)
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{lineno}: label {label!r} is not 0, 1 or 2") from None
-            yield Pair(obj["query"], obj["title"], label, obj.get("kind", ""))
 
 
 def qbqtc_pairs(split: str, data_dir: Path | None = None) -> list[Pair]:
@@ -276,8 +230,39 @@ def training_pairs(split: str, data_dir: Path | None = None, seed: int = 0) -> l
     return qbqtc_pairs(split, data_dir) + ecom
 
 
+def evaluation_files(data_dir: Path | None = None) -> dict[str, list[Pair]]:
+    """The files `deepbow data prepare` writes: ecom_dev.jsonl (NER dev titles, never trained
+    on), qbqtc_test.jsonl (query-disjoint held-out QBQTC), train.jsonl and valid.jsonl."""
+    return {"ecom_dev.jsonl": ecommerce_pairs(ner_titles("dev", data_dir), seed=1),
+            "qbqtc_test.jsonl": qbqtc_pairs("test", data_dir),
+            "train.jsonl": training_pairs("train", data_dir),
+            "valid.jsonl": training_pairs("valid", data_dir)}
+
+
 def write_pairs(pairs: list[Pair], path: str | Path) -> None:
     from deepbow.fileio import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n"
                                     for p in pairs))
+
+
+def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """Texts for the vocabulary (training parts only) and the jieba user dictionary words."""
+    d = data_dir or shared_data_dir()
+    corpus: list[str] = []
+    for name in ("qbqtc/dev.jsonl", "qbqtc/pilot.jsonl"):
+        for p in read_pairs(d / name):
+            if split_of(p.query) in SPLITS["train"]:
+                corpus += [p.query, p.title]
+    titles = ner_titles("train", d)
+    corpus += [t.text for t in titles]
+    with open(d / "multicpr_ecom/train.query.txt", encoding="utf-8") as fh:
+        corpus += [line.split("\t", 1)[-1].strip() for line in fh]
+    words = set()
+    for f in sorted((d / "gazetteers").glob("*.dic")):
+        words |= {normalize(w) for w in f.read_text(encoding="utf-8").split("\n")}
+    words |= {e for t in titles for ty, e in t.entities if ty in ("product", "brand")}
+    # keep the dictionary words people actually write: those seen in the training texts
+    words = {w for w in words if 2 <= len(w) <= 12}
+    user = sorted(texts_containing(words, [normalize(t) for t in corpus]))
+    return corpus, user

@@ -6,49 +6,27 @@ The CLI, the Python API and the index all go through this class, so a score is c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from deepbow.edits import Edits, WordEdits
 from deepbow.errors import InputError, ModelFileError
+from deepbow.explain import Explanation, MatchRow
 from deepbow.featurize import Featurizer
-from deepbow.modelfile import load_model_dir, save_model_dir
+from deepbow.modelfile import ModelFormat, load_model_dir, save_model_dir
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE, SparseVector, dot, matched, quantize
 from deepbow.text import Segmenter
 from deepbow.vocab import Vocabulary
 
-LABEL_NAMES = {0: "irrelevant", 1: "partly relevant", 2: "exact match"}
-
-
-@dataclass
-class MatchRow:
-    word: str
-    query_weight: float
-    title_weight: float
-    contribution: float
-    query_expanded: bool
-    title_expanded: bool
-
-
-@dataclass
-class Explanation:
-    query: str
-    title: str
-    score: float
-    label: int
-    rows: list[MatchRow]  # by decreasing contribution
-    query_vector: SparseVector
-    title_vector: SparseVector
-
-    @property
-    def expansion_rows(self) -> list[MatchRow]:
-        return [r for r in self.rows if r.query_expanded or r.title_expanded]
+# the large embedding tables are stored as float16; the model is calibrated after that rounding
+FORMAT = ModelFormat("deepbow-model", 1, "model", ("terms.txt", "chars.txt", "userdict.txt"),
+                     id_keys=("net", "scales", "query_norm", "min_weight"),
+                     half=("term_emb.weight", "char_emb.weight"))
 
 
 class DeepBoW:
     def __init__(self, net, vocab: Vocabulary, segmenter: Segmenter, manifest: dict) -> None:
-        self.query_edits = None  # index.editor.CompiledEdits, set by apply_journal
         self.net = net.eval()
         self.vocab = vocab
         self.segmenter = segmenter
@@ -80,7 +58,8 @@ class DeepBoW:
         from deepbow.config import NetConfig
         from deepbow.model import DeepBoWNet
 
-        manifest, arrays, terms, chars, user_words = load_model_dir(path, verify)
+        manifest, arrays, texts = load_model_dir(path, FORMAT, verify)
+        terms, chars, user_words = (texts[f] for f in FORMAT.text_files)
         try:
             cfg = NetConfig(**manifest["net"])
             vocab = Vocabulary(terms, chars, cfg.n_buckets, cfg.bigram_prefix)
@@ -107,19 +86,14 @@ class DeepBoW:
 
     def save(self, path: str | Path, extra: dict | None = None) -> str:
         state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
-        manifest = {k: v for k, v in self.manifest.items()
-                    if k not in ("format", "format_version", "model_id", "files")}
-        manifest.update(extra or {})
-        manifest["net"] = self.net.cfg.to_dict()
-        manifest["thresholds"] = list(self.thresholds)
-        manifest["min_weight"] = self.min_weight
-        manifest["scales"] = self.scales
-        manifest["query_norm"] = self.query_norm
-        manifest["expansion"] = self.expansion
-        model_id = save_model_dir(path, state, self.vocab.terms, self.vocab.chars,
-                                  self.segmenter.user_words, manifest)
-        self.manifest = {**manifest, "model_id": model_id}
-        return model_id
+        manifest = {**self.manifest, **(extra or {}), "net": self.net.cfg.to_dict(),
+                    "thresholds": list(self.thresholds), "min_weight": self.min_weight,
+                    "scales": self.scales, "query_norm": self.query_norm,
+                    "expansion": self.expansion}
+        texts = {"terms.txt": self.vocab.terms, "chars.txt": self.vocab.chars,
+                 "userdict.txt": self.segmenter.user_words}
+        self.manifest = save_model_dir(path, FORMAT, state, texts, manifest)
+        return self.model_id
 
     # -- encoding ---------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], side: str = "query", batch_size: int = 128,
@@ -222,20 +196,24 @@ class DeepBoW:
                                  shape=(len(vecs), self.vocab.size))
 
     # -- scoring ----------------------------------------------------------------------------
-    def _edited(self, q: SparseVector) -> SparseVector:
-        """Operator edits of word weights (index/editor.py), when a journal is applied."""
-        return self.query_edits.edit_query(q) if self.query_edits is not None else q
+    def query_vector(self, query: str, edits: Edits | WordEdits | None = None) -> SparseVector:
+        """A query's vector with the operators' word edits applied (scales, bans, links)."""
+        words = edits if isinstance(edits, WordEdits) else WordEdits.compile(edits, self.vocab)
+        return words.apply(self.encode([query], "query")[0])
 
-    def score(self, query: str, titles: Sequence[str]) -> np.ndarray:
-        q = self._edited(self.encode([query], "query")[0])
+    def score(self, query: str, titles: Sequence[str], edits: Edits | None = None
+              ) -> np.ndarray:
+        q = self.query_vector(query, edits)
         return np.array([dot(q, d) for d in self.encode(titles, "title")], np.float64)
 
-    def score_pairs(self, pairs: Iterable[tuple[str, str]], batch_size: int = 256) -> np.ndarray:
+    def score_pairs(self, pairs: Iterable[tuple[str, str]], batch_size: int = 256,
+                    edits: Edits | None = None) -> np.ndarray:
         """Scores of (query, title) pairs; each distinct text is encoded once."""
         pairs = list(pairs)
         queries = sorted({q for q, _ in pairs})
         titles = sorted({t for _, t in pairs})
-        qv = dict(zip(queries, map(self._edited, self.encode(queries, "query", batch_size)),
+        words = WordEdits.compile(edits, self.vocab)
+        qv = dict(zip(queries, map(words.apply, self.encode(queries, "query", batch_size)),
                       strict=True))
         tv = dict(zip(titles, self.encode(titles, "title", batch_size), strict=True))
         return np.array([dot(qv[q], tv[t]) for q, t in pairs], np.float64)
@@ -244,8 +222,8 @@ class DeepBoW:
         """Grades 0/1/2 from scores with the thresholds calibrated at training time."""
         return np.digitize(np.asarray(scores, np.float64), self.thresholds).astype(np.int64)
 
-    def explain(self, query: str, title: str) -> Explanation:
-        q, d = self._edited(self.encode([query], "query")[0]), self.encode([title], "title")[0]
+    def explain(self, query: str, title: str, edits: Edits | None = None) -> Explanation:
+        q, d = self.query_vector(query, edits), self.encode([title], "title")[0]
         qi, di, contrib = matched(q, d)
         qe = q.expanded if q.expanded is not None else np.zeros(len(q), bool)
         de = d.expanded if d.expanded is not None else np.zeros(len(d), bool)

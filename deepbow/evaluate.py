@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deepbow.datasets import Pair
 from deepbow.metrics import (
     accuracy,
     auc,
@@ -17,6 +16,7 @@ from deepbow.metrics import (
     macro_f1,
     ndcg_at_k,
 )
+from deepbow.readers import Pair
 
 METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0",
            "auc_2v1")
@@ -54,12 +54,14 @@ def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarra
 
 
 def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
-             segmenter=None, failures: bool = False) -> dict[str, dict]:
+             segmenter=None, failures: bool = False, edits=None) -> dict[str, dict]:
     """{group: {scorer name: metrics}} over all pairs and, when kinds are mixed, per domain.
 
     `scorers` is a model (named "deepbow") or a {name: scorer} dict of objects with
-    score_pairs and label (DeepBoW, EBRM, Hybrid). BM25's labels use thresholds tuned on this
-    very file (an optimistic baseline); the models' use the thresholds stored with them.
+    score_pairs and label (DeepBoW, EBRM, Hybrid); `edits` (deepbow.edits.Edits) applies to
+    them all. BM25's labels use thresholds tuned on this very file (an optimistic baseline);
+    the models' use the thresholds stored with them. BM25 segments text as `segmenter` does
+    (default: the first scorer's, DeepBoW's or the hybrid's DeepBoW part).
     """
     if not isinstance(scorers, dict):
         scorers = {"deepbow": scorers}
@@ -69,13 +71,16 @@ def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
         raise ValueError("every pair needs a label 0, 1 or 2 for eval")
     scores, labels = {}, {}
     for name, model in scorers.items():
-        scores[name] = np.asarray(model.score_pairs([(p.query, p.title) for p in pairs]))
+        scores[name] = np.asarray(model.score_pairs([(p.query, p.title) for p in pairs],
+                                                    edits=edits))
         labels[name] = model.label(scores[name])
     if baseline:
         from deepbow.bm25 import bm25_pair_scores
 
         if segmenter is None:
-            segmenter = next(m.segmenter for m in scorers.values() if hasattr(m, "segmenter"))
+            segmenter = next(getattr(m, "segmenter", None) or m.deepbow.segmenter
+                             for m in scorers.values()
+                             if hasattr(m, "segmenter") or hasattr(m, "deepbow"))
         s = bm25_pair_scores([p.query for p in pairs], [p.title for p in pairs], segmenter)
         t = best_thresholds(s, [p.label for p in pairs])
         scores["bm25"], labels["bm25"] = s, np.digitize(s, t)
@@ -92,3 +97,30 @@ def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
             out.setdefault(gname, {})[name] = metric_row(sub, scores[name][idx],
                                                          labels[name][idx], failures)
     return out
+
+
+TABLE = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0",
+         "auc_2v1", "hard_neg_below_all")
+
+
+def to_text(res: dict[str, dict]) -> str:
+    """evaluate()'s figures as the table `deepbow eval` prints (percent), then each scorer's
+    failing hard-negative queries when they were asked for."""
+    lines = []
+    for group, by_model in res.items():
+        n = next(iter(by_model.values()))["pairs"]
+        lines.append(f"[{group}] {n} pairs")
+        lines.append(f"  {'scorer':<10}" + "".join(f"{c.replace('_below_all', ''):>10}"
+                                                 for c in TABLE))
+        for name, row in by_model.items():
+            lines.append(f"  {name:<10}" + "".join(
+                f"{100 * row[c]:>10.2f}" if c in row else f"{'-':>10}" for c in TABLE))
+    for name, row in res["all"].items():
+        fails = row.get("hard_neg_failures")
+        if fails is None:
+            continue
+        lines.append(f"{name}: {len(fails)} of {row['hard_neg_queries']} queries rank a hard "
+                     "negative at or above an exact match (lowest exact, highest hard):")
+        lines += [f"  {f['query']}\t{f['exact']['score']:.3f} {f['exact']['title']}"
+                  f"\t{f['hard']['score']:.3f} {f['hard']['title']}" for f in fails]
+    return "\n".join(lines)

@@ -1,30 +1,46 @@
-"""A model on disk: a directory with manifest.json, weights.npz, terms.txt, chars.txt, userdict.txt.
+"""The one model-directory format, for DeepBoW and EBRM alike.
 
-The manifest records the format and its version, the network config, the calibrated thresholds,
-how the model was trained, and a sha256 of every file; load() checks all of it and says exactly
-what is wrong. Weights are plain arrays (no pickles); the large embedding tables are stored as
-float16 to keep the file small, and the model is calibrated after that rounding, so the shipped
-numbers are the numbers users get. Saving writes a temp directory, then renames it into place.
+A model is a directory: manifest.json, weights.npz (plain arrays, no pickles) and text files of
+one item a line (vocabularies, word lists). The manifest records the format and its version, a
+sha256 of every file and the model id: a hash of the files and of the manifest values that
+change what the model computes (each format names its own `id_keys`), so an index or a cache
+built by one model is never used with another. Loading checks all of it and says exactly what
+is wrong. Saving writes a temp directory, then renames it into place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from deepbow import fileio
 from deepbow.errors import ModelFileError
-from deepbow.fileio import sha256_file
-
-FORMAT = "deepbow-model"
-FORMAT_VERSION = 1
-FILES = ("weights.npz", "terms.txt", "chars.txt", "userdict.txt")
-HALF = ("term_emb.weight", "char_emb.weight")
+from deepbow.fileio import check_listed_files, read_manifest, sha256_file, staged_dir
 
 
-def write_lines(path: Path, lines: list[str]) -> None:
+@dataclass(frozen=True)
+class ModelFormat:
+    """A kind of model directory: its format name and version, its files (weights.npz plus the
+    named text files), the manifest keys its id covers, and which arrays it stores as float16
+    (large embedding tables: the model is calibrated after that rounding)."""
+
+    name: str
+    version: int
+    what: str
+    text_files: tuple[str, ...]
+    id_keys: tuple[str, ...]
+    half: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return ("weights.npz", *self.text_files)
+
+
+def write_lines(path: Path, lines: Sequence[str]) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for line in lines:
             if "\n" in line:
@@ -33,59 +49,54 @@ def write_lines(path: Path, lines: list[str]) -> None:
 
 
 def read_lines(path: Path) -> list[str]:
-    with open(path, encoding="utf-8") as fh:
-        return fh.read().split("\n")[:-1]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().split("\n")[:-1]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: unreadable ({e})") from None
 
 
-def save_model_dir(path: str | Path, state: dict[str, np.ndarray], terms: list[str],
-                   chars: list[str], user_words: list[str], manifest: dict) -> str:
-    """Write a model directory atomically; returns the model id (hash of its files)."""
-    with fileio.staged_dir(path) as tmp:
-        arrays = {k: (v.astype(np.float16) if k in HALF else v) for k, v in state.items()}
-        np.savez(tmp / "weights.npz", **arrays)
-        write_lines(tmp / "terms.txt", terms)
-        write_lines(tmp / "chars.txt", chars)
-        write_lines(tmp / "userdict.txt", user_words)
-        files = {f: sha256_file(tmp / f) for f in FILES}
-        model_id = compute_model_id(files, manifest)
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_id": model_id,
-                    **manifest, "files": files}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
-                                           encoding="utf-8")
-    return model_id
-
-
-# manifest keys that change a text's vector: an index built under other values is invalid
-VECTOR_KEYS = ("net", "scales", "query_norm", "min_weight")
-
-
-def compute_model_id(files: dict[str, str], manifest: dict) -> str:
-    """A hash of the files and of every manifest value that changes a vector."""
-    import hashlib
-
-    blob = json.dumps({"files": files, **{k: manifest.get(k) for k in VECTOR_KEYS}},
+def model_id(fmt: ModelFormat, files: dict[str, str], manifest: dict) -> str:
+    """A hash of the files and of every manifest value in fmt.id_keys."""
+    blob = json.dumps({"files": files, **{k: manifest.get(k) for k in fmt.id_keys}},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def read_manifest(path: str | Path) -> dict:
-    return fileio.read_manifest(path, FORMAT, FORMAT_VERSION, "model", ModelFileError)
+def save_model_dir(path: str | Path, fmt: ModelFormat, arrays: dict[str, np.ndarray],
+                   texts: dict[str, Sequence[str]], manifest: dict) -> dict:
+    """Write a model directory atomically; returns the manifest written (with its model id)."""
+    manifest = {k: v for k, v in manifest.items()
+                if k not in ("format", "format_version", "model_id", "files")}
+    with staged_dir(path) as tmp:
+        np.savez(tmp / "weights.npz",
+                 **{k: (v.astype(np.float16) if k in fmt.half else v) for k, v in arrays.items()})
+        for name in fmt.text_files:
+            write_lines(tmp / name, texts[name])
+        files = {f: sha256_file(tmp / f) for f in fmt.files}
+        manifest = {"format": fmt.name, "format_version": fmt.version,
+                    "model_id": model_id(fmt, files, manifest), **manifest, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
+                                           encoding="utf-8")
+    return manifest
 
 
-def load_model_dir(path: str | Path, verify: bool = True):
-    """Read and check a model directory: (manifest, arrays, terms, chars, user_words)."""
+def load_model_dir(path: str | Path, fmt: ModelFormat, verify: bool = True
+                   ) -> tuple[dict, dict[str, np.ndarray], dict[str, list[str]]]:
+    """Read and check a model directory: (manifest, float32/int arrays, text files' lines)."""
     path = Path(path)
-    manifest = read_manifest(path)
-    files = manifest.get("files", {})
-    if verify and manifest.get("model_id") != compute_model_id(files, manifest):
+    manifest = read_manifest(path, fmt.name, fmt.version, fmt.what, ModelFileError)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise ModelFileError(f"{path / 'manifest.json'}: no file list")
+    if verify and manifest.get("model_id") != model_id(fmt, files, manifest):
         raise ModelFileError(f"{path / 'manifest.json'}: model_id does not match its contents "
                              f"(edited manifest?)")
-    fileio.check_listed_files(path, FILES, manifest, verify, ModelFileError)
+    check_listed_files(path, fmt.files, manifest, verify, ModelFileError)
     try:
         with np.load(path / "weights.npz", allow_pickle=False) as z:
             arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
                       for k in z.files}
     except Exception as e:  # zipfile/npy errors come in many types
         raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
-    return (manifest, arrays, read_lines(path / "terms.txt"), read_lines(path / "chars.txt"),
-            read_lines(path / "userdict.txt"))
+    return manifest, arrays, {name: read_lines(path / name) for name in fmt.text_files}

@@ -1,4 +1,4 @@
-"""Text normalisation and segmentation shared by training, encoding and the baselines.
+"""Text normalisation and segmentation: the one place both models and the baselines read text.
 
 Chinese runs go through jieba with the e-commerce user dictionary (gazetteer product and brand
 words, and the entity strings of the NER training titles) so that words such as 鼠标垫 stay whole.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+import warnings
 from collections.abc import Iterable
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.\-][a-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+|\S")
@@ -19,8 +20,24 @@ _WORDISH_RE = re.compile(r"[a-z0-9\u3400-\u9fff\uf900-\ufaff]")
 
 
 def normalize(text: str) -> str:
-    """NFKC (full-width to half-width), lower case, whitespace collapsed."""
+    """NFKC (full-width to half-width), lower case, whitespace collapsed: the form of queries,
+    words and cache keys."""
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+def normalize_char(c: str) -> str:
+    """NFKC + lower case of one character, kept one character long; whitespace becomes a space."""
+    if c.isspace():
+        return " "
+    n = unicodedata.normalize("NFKC", c).lower()
+    return n if len(n) == 1 else c.lower()
+
+
+def normalize_chars(text: str) -> str:
+    """Character by character normalize_char: the text keeps its length, so an entity's span
+    found in the normalised text points into the text the user gave (EBRM's tagger reads
+    this form; `normalize` may merge or drop characters)."""
+    return "".join(normalize_char(c) for c in text)
 
 
 def chars(text: str) -> list[str]:
@@ -41,7 +58,9 @@ class Segmenter:
     """jieba with a user dictionary, plus whole ASCII runs; returns word tokens only."""
 
     def __init__(self, user_words: Iterable[str] = ()) -> None:
-        import jieba
+        with warnings.catch_warnings():  # jieba imports pkg_resources, which warns on import
+            warnings.simplefilter("ignore", UserWarning)
+            import jieba
 
         jieba.setLogLevel(logging.WARNING)
         self._tk = jieba.Tokenizer()

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepbow.config import TrainConfig
-from deepbow.datasets import Pair
+from deepbow.config import TrainConfig, TrainParams
 from deepbow.metrics import auc, best_thresholds, macro_f1
+from deepbow.readers import Pair
 from deepbow.text import Segmenter, normalize
 from deepbow.vocab import Vocabulary
 
@@ -35,21 +35,24 @@ def _set_seed(seed: int) -> None:
 def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
                 corpus: Sequence[str], user_words: Sequence[str], cfg: TrainConfig,
                 log: Callable[[str], None] = lambda s: None):
-    """Build the vocabulary, train, keep the best checkpoint on validation, calibrate."""
+    """Build the vocabulary and the network, train, keep the best checkpoint on validation,
+    calibrate."""
     import torch
 
+    _set_seed(cfg.train.seed)
+    torch.set_num_threads(cfg.train.threads)
+    t0 = time.time()
+    model = new_model(corpus, user_words, cfg, log)
+    return fit(model, train_pairs, valid_pairs, cfg.train, log, t0)
+
+
+def new_model(corpus: Sequence[str], user_words: Sequence[str], cfg: TrainConfig,
+              log: Callable[[str], None] = lambda s: None):
+    """An untrained DeepBoW model: vocabulary from `corpus`, network shaped by cfg.net."""
     from deepbow.config import NetConfig
     from deepbow.encoder import DeepBoW
-    from deepbow.featurize import Featurizer
     from deepbow.model import DeepBoWNet
 
-    tp = cfg.train
-    if tp.hard_negative_repeat < 1:
-        raise ValueError("hard_negative_repeat must be at least 1")
-    train_pairs = [p for p in train_pairs
-                   for _ in range(tp.hard_negative_repeat if p.kind == "ecom-hard" else 1)]
-    _set_seed(tp.seed)
-    torch.set_num_threads(tp.threads)
     t0 = time.time()
     seg = Segmenter(user_words)
     vocab = Vocabulary.build((seg.words(normalize(t)) for t in corpus), user_words,
@@ -59,104 +62,150 @@ def train_model(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair],
     net = DeepBoWNet(NetConfig(n_chars=len(vocab.chars), n_terms=vocab.n_terms,
                                n_buckets=vocab.n_buckets, **asdict(cfg.net)))
     model = DeepBoW(net, vocab, seg, {"train_config": cfg.to_dict()})
-    if tp.train_query_l1:
+    if cfg.train.train_query_l1:
         model.query_norm = "l1"
-    feat = model.featurizer
-    cache: dict = {}
+    return model
 
-    def features(texts: list[str]) -> dict[str, torch.Tensor]:
-        fs = []
-        for t in texts:
-            f = cache.get(t)
-            if f is None:
-                f = cache[t] = feat(t)
-            fs.append(f)
-        return {k: torch.from_numpy(v) for k, v in Featurizer.collate(fs).items()}
 
-    params_decay = [p for n, p in net.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    params_other = [p for n, p in net.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-    opt = torch.optim.AdamW([{"params": params_decay, "weight_decay": tp.weight_decay},
-                             {"params": params_other, "weight_decay": 0.0}], lr=tp.lr)
-    steps_per_epoch = max(1, len(train_pairs) // tp.batch_size)
-    total = steps_per_epoch * tp.epochs
-    warmup = min(500, total // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / total))
-    rng = random.Random(tp.seed)
-    triples = hard_triples(train_pairs) if tp.pair_weight > 0 else []
-    if triples:
-        log(f"{len(triples)} (query, exact, hard negative) triples for the pairwise loss")
-    order = list(range(len(train_pairs)))
-    best: dict = {"auc": -1.0, "state": None}
-    history: list[dict] = []
-    deadline = t0 + tp.time_budget_minutes * 60
-    step = 0
+def fit(model, train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair], tp: TrainParams,
+        log: Callable[[str], None] = lambda s: None, t0: float | None = None):
+    """Train `model`'s network on the pairs (from scratch or from trained weights), keep the
+    best checkpoint on validation, calibrate; returns the model."""
+    if tp.hard_negative_repeat < 1:
+        raise ValueError("hard_negative_repeat must be at least 1")
+    t0 = time.time() if t0 is None else t0
+    train_pairs = [p for p in train_pairs
+                   for _ in range(tp.hard_negative_repeat if p.kind == "ecom-hard" else 1)]
+    loop = _Loop(model, train_pairs, valid_pairs, tp, log, t0)
+    loop.run()
+    model.net.eval()
+    model.net.load_state_dict(loop.best_state)
+    _round_like_saved(model.net)
+    calibrate(model, valid_pairs, tp.calibrate_on, log)
+    model.manifest.update({"history": loop.history, "train_minutes": (time.time() - t0) / 60,
+                           "n_train_pairs": len(train_pairs)})
+    log(f"trained in {(time.time() - t0) / 60:.1f} min")
+    return model
 
-    def checkpoint(epoch: int) -> None:
+
+class _Loop:
+    """The training loop's state: optimiser, schedule, sampling, the best checkpoint so far."""
+
+    def __init__(self, model, pairs: Sequence[Pair], valid: Sequence[Pair], tp: TrainParams,
+                 log: Callable[[str], None], t0: float) -> None:
+        import torch
+
+        self.model, self.net, self.pairs, self.valid = model, model.net, pairs, valid
+        self.tp, self.log, self.t0 = tp, log, t0
+        self.features = _feature_cache(model.featurizer)
+        decay = [p for n, p in self.net.named_parameters() if p.dim() >= 2 and "emb" not in n]
+        other = [p for n, p in self.net.named_parameters()
+                 if not (p.dim() >= 2 and "emb" not in n)]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": tp.weight_decay},
+                                      {"params": other, "weight_decay": 0.0}], lr=tp.lr)
+        self.steps_per_epoch = max(1, len(pairs) // tp.batch_size)
+        total = self.total = self.steps_per_epoch * tp.epochs
+        warmup = min(500, total // 10 + 1)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / total))
+        self.rng = random.Random(tp.seed)
+        self.triples = hard_triples(pairs) if tp.pair_weight > 0 else []
+        if self.triples:
+            log(f"{len(self.triples)} (query, exact, hard negative) triples for the pairwise "
+                "loss")
+        self.best_auc, self.best_state = -1.0, None
+        self.history: list[dict] = []
+        self.deadline = t0 + tp.time_budget_minutes * 60
+        self.step = 0
+
+    def run(self) -> None:
+        order = list(range(len(self.pairs)))
+        for epoch in range(self.tp.epochs):
+            self.net.train()
+            self.rng.shuffle(order)
+            self.epoch(epoch + 1, order)
+            self.checkpoint(epoch + 1)
+            if time.time() > self.deadline:
+                self.log("time budget reached")
+                break
+
+    def epoch(self, epoch: int, order: list[int]) -> None:
+        tp, tot_loss, te = self.tp, 0.0, time.time()
+        for n, bstart in enumerate(range(0, self.steps_per_epoch * tp.batch_size,
+                                         tp.batch_size)):
+            tot_loss += self.train_step([self.pairs[i]
+                                         for i in order[bstart:bstart + tp.batch_size]])
+            # a mid-epoch checkpoint, unless the epoch's own one was only a few steps ago
+            if tp.validate_every and self.step % tp.validate_every == 0 \
+                    and self.step % self.steps_per_epoch > tp.validate_every // 10:
+                self.checkpoint(epoch)
+            if self.step % 200 == 0:
+                self.log(f"epoch {epoch} step {self.step}/{self.total} loss "
+                         f"{tot_loss / 200:.4f} ({(time.time() - te) / (n + 1):.3f}s/step)")
+                tot_loss = 0.0
+            if time.time() > self.deadline:
+                break
+
+    def train_step(self, batch: list[Pair]) -> float:
+        import torch
+
+        net, tp, features = self.net, self.tp, self.features
+        qd, qfull = dense(net, features([p.query for p in batch]), "query", tp.train_query_l1)
+        dd, dfull = dense(net, features([p.title for p in batch]), "title")
+        y = torch.tensor([p.label for p in batch])
+        loss = torch.nn.functional.nll_loss(net.ordinal_logits((qd * dd).sum(-1)), y)
+        if self.triples:
+            loss = loss + tp.pair_weight * pair_loss(
+                net, features, self.rng.sample(self.triples, min(tp.pair_batch,
+                                                                 len(self.triples))),
+                tp.train_query_l1)
+        if qfull is not None and tp.flops_weight > 0:
+            flops = (qfull.mean(0) ** 2).sum() + (dfull.mean(0) ** 2).sum()
+            loss = loss + tp.flops_weight * flops
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        return float(loss.detach())
+
+    def checkpoint(self, epoch: int) -> None:
         """Validate; keep the weights if they beat every earlier checkpoint."""
-        net.eval()
-        v = validate(model, valid_pairs)
-        history.append({"epoch": epoch, "step": step, **v, "minutes": (time.time() - t0) / 60})
-        log(f"epoch {epoch} step {step}: valid "
-            + json.dumps({k: round(x, 4) for k, x in v.items()}))
+        self.net.eval()
+        v = validate(self.model, self.valid)
+        self.history.append({"epoch": epoch, "step": self.step, **v,
+                             "minutes": (time.time() - self.t0) / 60})
+        self.log(f"epoch {epoch} step {self.step}: valid "
+                 + json.dumps({k: round(x, 4) for k, x in v.items()}))
         # with both domains, their mean AUC: a pooled AUC would also reward scores that merely
         # separate QBQTC pairs from the (easier) e-commerce ones
         crit = (v["qbqtc_auc_ge1"] + v["ecom_auc_ge1"]) / 2 if "qbqtc_auc_ge1" in v \
             else v["auc_ge1"]
-        if crit > best["auc"]:
-            best["auc"] = crit
-            best["state"] = {k: t.detach().clone() for k, t in net.state_dict().items()}
-        net.train()
+        if crit > self.best_auc:
+            self.best_auc = crit
+            self.best_state = {k: t.detach().clone() for k, t in self.net.state_dict().items()}
+        self.net.train()
 
-    for epoch in range(tp.epochs):
-        net.train()
-        rng.shuffle(order)
-        tot_loss = 0.0
-        te = time.time()
-        for bstart in range(0, steps_per_epoch * tp.batch_size, tp.batch_size):
-            batch = [train_pairs[i] for i in order[bstart:bstart + tp.batch_size]]
-            qd, qfull = dense(net, features([p.query for p in batch]), "query",
-                              tp.train_query_l1)
-            dd, dfull = dense(net, features([p.title for p in batch]), "title")
-            s = (qd * dd).sum(-1)
-            y = torch.tensor([p.label for p in batch])
-            loss = torch.nn.functional.nll_loss(net.ordinal_logits(s), y)
-            if triples:
-                loss = loss + tp.pair_weight * pair_loss(
-                    net, features, rng.sample(triples, min(tp.pair_batch, len(triples))),
-                    tp.train_query_l1)
-            if qfull is not None and tp.flops_weight > 0:
-                flops = (qfull.mean(0) ** 2).sum() + (dfull.mean(0) ** 2).sum()
-                loss = loss + tp.flops_weight * flops
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            tot_loss += float(loss.detach())
-            # a mid-epoch checkpoint, unless the epoch's own one was only a few steps ago
-            if tp.validate_every and step % tp.validate_every == 0 \
-                    and step % steps_per_epoch > tp.validate_every // 10:
-                checkpoint(epoch + 1)
-            if step % 200 == 0:
-                log(f"epoch {epoch + 1} step {step}/{total} loss {tot_loss / 200:.4f} "
-                    f"({(time.time() - te) / (bstart // tp.batch_size + 1):.3f}s/step)")
-                tot_loss = 0.0
-            if time.time() > deadline:
-                break
-        checkpoint(epoch + 1)
-        if time.time() > deadline:
-            log("time budget reached")
-            break
-    net.eval()
-    net.load_state_dict(best["state"])
-    _round_like_saved(net)
-    calibrate(model, valid_pairs, tp.calibrate_on, log)
-    model.manifest.update({"history": history, "train_minutes": (time.time() - t0) / 60,
-                           "n_train_pairs": len(train_pairs)})
-    log(f"trained in {(time.time() - t0) / 60:.1f} min")
-    return model
+
+def _feature_cache(featurizer):
+    """Texts → a collated batch of tensors, each text featurised once per training run."""
+    import torch
+
+    from deepbow.featurize import Featurizer
+
+    cache: dict = {}
+
+    def features(texts: list[str]) -> dict:
+        fs = []
+        for t in texts:
+            f = cache.get(t)
+            if f is None:
+                f = cache[t] = featurizer(t)
+            fs.append(f)
+        return {k: torch.from_numpy(v) for k, v in Featurizer.collate(fs).items()}
+
+    return features
 
 
 def hard_triples(pairs: Sequence[Pair]) -> list[tuple[str, str, str]]:
@@ -232,11 +281,11 @@ def _round_like_saved(net) -> None:
     """Round the tables stored as float16, so calibration sees the numbers users will get."""
     import torch
 
-    from deepbow.modelfile import HALF
+    from deepbow.encoder import FORMAT
 
     with torch.no_grad():
         for name, p in net.named_parameters():
-            if f"{name}" in HALF:
+            if name in FORMAT.half:
                 p.copy_(p.half().float())
 
 
@@ -253,37 +302,6 @@ def validate(model, pairs: Sequence[Pair]) -> dict[str, float]:
     return out
 
 
-def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], list[str]]:
-    """Texts for the vocabulary (training parts only) and the jieba user dictionary words."""
-    from deepbow.datasets import (
-        SPLITS,
-        ner_titles,
-        read_pairs,
-        shared_data_dir,
-        split_of,
-        texts_containing,
-    )
-
-    d = data_dir or shared_data_dir()
-    corpus: list[str] = []
-    for name in ("qbqtc/dev.jsonl", "qbqtc/pilot.jsonl"):
-        for p in read_pairs(d / name):
-            if split_of(p.query) in SPLITS["train"]:
-                corpus += [p.query, p.title]
-    titles = ner_titles("train", d)
-    corpus += [t.text for t in titles]
-    with open(d / "multicpr_ecom/train.query.txt", encoding="utf-8") as fh:
-        corpus += [line.split("\t", 1)[-1].strip() for line in fh]
-    words = set()
-    for f in sorted((d / "gazetteers").glob("*.dic")):
-        words |= {normalize(w) for w in f.read_text(encoding="utf-8").split("\n")}
-    words |= {e for t in titles for ty, e in t.entities if ty in ("product", "brand")}
-    # keep the dictionary words people actually write: those seen in the training texts
-    words = {w for w in words if 2 <= len(w) <= 12}
-    user = sorted(texts_containing(words, [normalize(t) for t in corpus]))
-    return corpus, user
-
-
 def calibrate_default(model, data_dir: Path | None = None, calibrate_on: str = "qbqtc",
                       log: Callable[[str], None] = lambda s: None) -> None:
     """Re-run the calibration of a trained model on the default validation pairs."""
@@ -294,7 +312,7 @@ def calibrate_default(model, data_dir: Path | None = None, calibrate_on: str = "
 
 def train_default(cfg: TrainConfig, out: str | Path, data_dir: Path | None = None,
                   log: Callable[[str], None] = lambda s: None):
-    from deepbow.datasets import training_pairs
+    from deepbow.datasets import default_corpus_and_words, training_pairs
 
     corpus, user = default_corpus_and_words(data_dir)
     train_pairs = training_pairs("train", data_dir, seed=cfg.train.seed)

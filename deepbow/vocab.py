@@ -14,8 +14,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-PAD, UNK, CLS, SEP = 0, 1, 2, 3
-CHAR_SPECIALS = ["<pad>", "<unk>", "<cls>", "<sep>"]
+from deepbow.charvocab import CharVocab
+
+CHAR_SPECIALS = ("<pad>", "<unk>", "<cls>", "<sep>")
 # With a bigram prefix ("c:"), character-bigram terms live apart from words: "c:手机" (the 手机
 # inside 手机壳) is not the word 手机, so a whole-word match and a match inside another word can
 # weigh differently. Without one, a bigram shares the id of the word of that surface.
@@ -46,16 +47,21 @@ def _is_han(c: str) -> bool:
 
 
 class Vocabulary:
+    """The term space (known terms, then hash buckets) and the character inputs."""
+
     def __init__(self, terms: list[str], chars: list[str], n_buckets: int,
                  bigram_prefix: str = "") -> None:
         if not terms or terms[0] != "<pad>":
             raise ValueError("terms[0] must be '<pad>'")
         self.terms = terms
-        self.chars = chars
+        self.charvocab = CharVocab(chars)
         self.n_buckets = n_buckets
         self.bigram_prefix = bigram_prefix
         self.term_index = {t: i for i, t in enumerate(terms)}
-        self.char_index = {c: i for i, c in enumerate(chars)}
+
+    @property
+    def chars(self) -> list[str]:
+        return self.charvocab.chars
 
     @property
     def n_terms(self) -> int:
@@ -74,7 +80,7 @@ class Vocabulary:
         return i if i is not None else self.bucket(word)
 
     def char_id(self, ch: str) -> int:
-        return self.char_index.get(ch, UNK)
+        return self.charvocab.id(ch)
 
     def term_name(self, term_id: int) -> str:
         if 0 < term_id < self.n_terms:
@@ -138,14 +144,12 @@ class Vocabulary:
         """Count words, adjacent word pairs, character bigrams and characters."""
         wc: Counter[str] = Counter()
         pc: Counter[str] = Counter()
-        cc: Counter[str] = Counter()
         bc: Counter[str] = Counter()
+        segmented = list(segmented)
         for words in segmented:
             wc.update(words)
             pc.update(words[i] + words[i + 1] for i in range(len(words) - 1)
                       if len(words[i]) + len(words[i + 1]) <= 6)
-            for w in words:
-                cc.update(w)
             if max_char_bigrams:
                 bc.update(b for b, _ in han_bigrams(list("".join(words))))
         user = {w for w in user_words if wc.get(w, 0) >= 1}
@@ -158,5 +162,6 @@ class Vocabulary:
                    if n >= min_char_bigram_count and bigram_prefix + b not in counts]
         counts |= {b: bc[b.removeprefix(bigram_prefix)] for b in bigrams[:max_char_bigrams]}
         terms = ["<pad>"] + sorted(counts, key=lambda t: (-counts[t], t))
-        chars = CHAR_SPECIALS + sorted(c for c, n in cc.items() if n >= min_char_count)
-        return cls(terms, chars, n_buckets, bigram_prefix)
+        chars = CharVocab.build(("".join(w) for w in segmented), CHAR_SPECIALS,
+                                min_char_count, order="sorted")
+        return cls(terms, chars.chars, n_buckets, bigram_prefix)

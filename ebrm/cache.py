@@ -9,7 +9,6 @@ atomic, crash-safe writes and lets two processes share one cache.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -22,12 +21,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS qe (query TEXT, etype TEXT, entity TEXT, s REAL, c REAL,
                                PRIMARY KEY (query, etype, entity));
 """
-
-
-def default_cache_dir() -> Path:
-    """$DEEPBOW_CACHE, else ~/.cache/deepbow."""
-    env = os.environ.get("DEEPBOW_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "deepbow"
 
 
 class QECache:

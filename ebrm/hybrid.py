@@ -17,16 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepbow.datasets import Pair
+from deepbow.edits import Edits
 from deepbow.errors import ModelFileError
 from deepbow.evaluate import METRICS, metric_row
 from deepbow.metrics import best_thresholds
-
-BETAS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0)
+from deepbow.readers import Pair
+from ebrm.config import HybridParams
 
 
 def fit_hybrid(pairs: Sequence[Pair], deepbow_scores: np.ndarray, ebrm_scores: np.ndarray,
-               deepbow_labels: np.ndarray, ebrm_labels: np.ndarray) -> dict:
+               deepbow_labels: np.ndarray, ebrm_labels: np.ndarray,
+               betas: Sequence[float] = tuple(HybridParams().betas)) -> dict:
     """β and F1 thresholds on validation pairs. The hybrid should be at least as good as the
     better of its two parts on every figure `deepbow eval` prints (AUCs, nDCG, F1s, accuracy,
     hard negatives), so β maximises the smallest gain over the better part across figures,
@@ -40,14 +41,14 @@ def fit_hybrid(pairs: Sequence[Pair], deepbow_scores: np.ndarray, ebrm_scores: n
             if k in rows[0] and not np.isnan(rows[0][k]) and not np.isnan(rows[1][k])]
     better = {k: max(r[k] for r in rows) for k in keys}
     figures, found = {}, {}
-    for b in BETAS:
+    for b in betas:
         h = ebrm_scores + b * deepbow_scores / scale
         t = best_thresholds(h, y)
         row = metric_row(pairs, h, np.digitize(h, t))
         gains = [row[k] - better[k] for k in keys if not np.isnan(row[k])]
         figures[b] = (min(gains, default=0.0), float(np.mean(gains)) if gains else 0.0)
         found[b] = t
-    beta = max(BETAS, key=lambda b: (round(figures[b][0], 6), figures[b][1], -b))
+    beta = max(betas, key=lambda b: (round(figures[b][0], 6), figures[b][1], -b))
     return {"beta": beta, "deepbow_scale": scale,
             "thresholds": [float(t) for t in found[beta]],
             "valid_gain_by_beta": {str(b): {"min": v[0], "mean": v[1]}
@@ -67,43 +68,63 @@ class HybridExplanation:
         return {"score": self.score, "label": self.label, "beta": self.beta,
                 "deepbow_scale": self.deepbow_scale,
                 "deepbow": {"score": self.deepbow.score,
-                            "matches": [r.__dict__ for r in self.deepbow.rows]},
+                            "matches": self.deepbow.to_json()["matches"]},
                 "ebrm": self.ebrm.to_json()}
+
+    def to_text(self) -> str:
+        return "\n".join([
+            f"hybrid score {self.score:.4f} = EBRM {self.ebrm.score:.4f} + β {self.beta} × "
+            f"DeepBoW {self.deepbow.score:.4f} / {self.deepbow_scale:.4f}   label {self.label}\n",
+            "— EBRM part —", self.ebrm.to_text(), "\n— DeepBoW part —", self.deepbow.to_text()])
 
 
 class Hybrid:
     """Scores like DeepBoW and EBRM (score, score_pairs, label, explain), combining both."""
 
     def __init__(self, deepbow_model, ebrm_model) -> None:
-        cfg = ebrm_model.manifest.get("hybrid")
-        if not cfg:
-            raise ModelFileError("this EBRM model has no hybrid calibration (train it with a "
-                                 "DeepBoW model, see `deepbow ebrm train --help`)")
-        if cfg.get("deepbow_model_id") != deepbow_model.model_id:
-            raise ModelFileError(
-                f"the hybrid was calibrated against DeepBoW model {cfg.get('deepbow_model_id')}, "
-                f"not {deepbow_model.model_id}: use that model or recalibrate")
+        problem = Hybrid.incompatible(deepbow_model, ebrm_model)
+        if problem:
+            raise ModelFileError(problem)
+        cfg = ebrm_model.manifest["hybrid"]
         self.deepbow = deepbow_model
         self.ebrm = ebrm_model
         self.beta = float(cfg["beta"])
         self.scale = float(cfg["deepbow_scale"])
         self.thresholds = np.asarray(cfg["thresholds"], np.float64)
 
+    @staticmethod
+    def incompatible(deepbow_model, ebrm_model) -> str:
+        """Why these two models cannot form the hybrid ("" when they can): the EBRM model must
+        carry a hybrid calibration fitted against this very DeepBoW model."""
+        cfg = ebrm_model.manifest.get("hybrid")
+        if not cfg:
+            return ("this EBRM model has no hybrid calibration (train it with a DeepBoW model, "
+                    "see `deepbow ebrm train --help`)")
+        if cfg.get("deepbow_model_id") != deepbow_model.model_id:
+            return (f"the hybrid was calibrated against DeepBoW model "
+                    f"{cfg.get('deepbow_model_id')}, not {deepbow_model.model_id}: use that "
+                    "model or recalibrate")
+        return ""
+
     def combine(self, deepbow_scores, ebrm_scores) -> np.ndarray:
         return np.asarray(ebrm_scores) + self.beta * np.asarray(deepbow_scores) / self.scale
 
-    def score(self, query: str, titles: Sequence[str]) -> np.ndarray:
-        return self.combine(self.deepbow.score(query, titles), self.ebrm.score(query, titles))
+    def score(self, query: str, titles: Sequence[str], edits: Edits | None = None
+              ) -> np.ndarray:
+        return self.combine(self.deepbow.score(query, titles, edits),
+                            self.ebrm.score(query, titles, edits=edits))
 
-    def score_pairs(self, pairs: Iterable[tuple[str, str]]) -> np.ndarray:
+    def score_pairs(self, pairs: Iterable[tuple[str, str]], edits: Edits | None = None
+                    ) -> np.ndarray:
         pairs = list(pairs)
-        return self.combine(self.deepbow.score_pairs(pairs), self.ebrm.score_pairs(pairs))
+        return self.combine(self.deepbow.score_pairs(pairs, edits=edits),
+                            self.ebrm.score_pairs(pairs, edits=edits))
 
     def label(self, scores) -> np.ndarray:
         return np.digitize(np.asarray(scores, np.float64), self.thresholds)
 
-    def explain(self, query: str, title: str) -> HybridExplanation:
-        d = self.deepbow.explain(query, title)
-        e = self.ebrm.explain(query, title)
+    def explain(self, query: str, title: str, edits: Edits | None = None) -> HybridExplanation:
+        d = self.deepbow.explain(query, title, edits)
+        e = self.ebrm.explain(query, title, edits=edits)
         s = float(self.combine([d.score], [e.score])[0])
         return HybridExplanation(s, int(self.label([s])[0]), self.beta, self.scale, d, e)

@@ -30,29 +30,26 @@ the model readable and correctable entity by entity.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from deepbow.edits import Edits
 from deepbow.errors import InputError, ModelFileError
-from deepbow.fileio import check_listed_files, read_manifest, sha256_file, staged_dir
-from deepbow.modelfile import read_lines, write_lines
+from deepbow.locations import default_cache_dir
+from deepbow.modelfile import ModelFormat, load_model_dir, save_model_dir
 from deepbow.text import normalize
-from ebrm.cache import Key, QECache, default_cache_dir
-from ebrm.charvocab import CharVocab
-from ebrm.lexicon import Entity, Lexicon
+from ebrm.cache import Key, QECache
+from ebrm.explain import ROLE_OTHER, ROLE_PRODUCT, EBRMExplanation, EntityRow
+from ebrm.lexicon import Entity
 from ebrm.soft_logic import soft_and, soft_or
+from ebrm.table import EntityTable
 
-FORMAT = "ebrm-model"
+FORMAT = ModelFormat("ebrm-model", 1, "EBRM model", ("chars.txt", "products.txt", "brands.txt"),
+                     id_keys=("family",))
 _SEPARATORS = re.compile(r"[\s,，、/|;；]+")
-FORMAT_VERSION = 1
-FILES = ("weights.npz", "chars.txt", "products.txt", "brands.txt")
-ROLE_PRODUCT = "must match (OR) · must not conflict (AND)"
-ROLE_OTHER = "must not conflict (AND)"
 
 
 def product_words(ents: Sequence[Entity]) -> list[Entity]:
@@ -72,185 +69,29 @@ def words_besides_product(query: str, ents: Sequence[Entity]) -> list[str]:
     return [w for w in _SEPARATORS.split(rest) if len(w) >= 2]
 
 
-class EntityTable:
-    """Titles as rows of entity keys, padded for vectorised soft logic.
-
-    keys: the distinct (type, text) entities; prod[i] indexes title i's product entities and
-    every[i] all its tagged entities into keys, padded with len(keys) (a sentinel whose s is 0
-    and c is 1: the identities of OR and AND, so padding never changes a result). conf[i] holds
-    the weight of each product entity in the OR: 1 when tagged, confidence ** gamma for an
-    untagged product candidate. An untagged brand candidate joins the AND (when brand_gamma is
-    not None) softened by its weight w = confidence ** brand_gamma: it reads 1 − w (1 − c), so
-    a word that is only somewhat brand-like can only somewhat conflict; every_w holds w.
-    """
-
-    def __init__(self, lists: Sequence[Sequence[Entity]], gamma: float = 1.0,
-                 brand_gamma: float | None = None, texts: Sequence[str] | None = None) -> None:
-        if texts is not None and len(texts) != len(lists):
-            raise ValueError(f"{len(texts)} texts for {len(lists)} entity lists")
-        # the titles, for the text checks (brand presence, back-off); normalised only when one
-        # is asked for
-        self.texts = None if texts is None else list(texts)
-        self._joined: str | None = None
-        self._starts = np.zeros(0, np.int64)
-        index: dict[Key, int] = {}
-        rows_p: list[dict[int, float]] = []
-        rows_a: list[dict[int, float]] = []
-        rows_b: list[list[int]] = []
-        for ents in lists:
-            ids = [index.setdefault((e.type, e.text), len(index)) for e in ents]
-            rows_b.append(list(dict.fromkeys(i for i, e in zip(ids, ents, strict=True)
-                                             if e.type == "brand")))
-            prod: dict[int, float] = {}
-            every: dict[int, float] = {}
-            for i, e in zip(ids, ents, strict=True):
-                if not e.candidate:
-                    every[i] = 1.0
-                elif e.type == "brand" and brand_gamma is not None:
-                    every[i] = max(every.get(i, 0.0), e.conf ** brand_gamma)
-                if e.type == "product":
-                    w = e.conf ** gamma if e.candidate else 1.0
-                    prod[i] = max(prod.get(i, 0.0), w)
-            rows_p.append(prod)
-            rows_a.append(every)
-        self.keys: list[Key] = list(index)
-        self.prod = _pad([list(r) for r in rows_p], len(self.keys))
-        self.every = _pad([list(r) for r in rows_a], len(self.keys))
-        self.conf = _weights(rows_p, self.prod.shape)
-        self.every_w = _weights(rows_a, self.every.shape)
-        self.brands = _pad(rows_b, len(self.keys))  # brand entities and brand candidates
-
-    def __len__(self) -> int:
-        return len(self.prod)
-
-    def containing(self, words: Sequence[str]) -> np.ndarray:
-        """Per title, whether any of `words` occurs in its text: a few str.find calls over all
-        the titles joined (built once per table), not a Python loop per title."""
-        if self.texts is None:
-            raise ValueError("this EntityTable was built without the titles' texts")
-        if self._joined is None:
-            norm = [normalize(t) for t in self.texts]
-            self._joined = "\x00".join(norm)
-            lengths = np.array([len(t) + 1 for t in norm], np.int64)
-            self._starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        out = np.zeros(len(self.texts), bool)
-        big, starts = self._joined, self._starts
-        for w in words:
-            if not w or "\x00" in w:
-                continue
-            pos = big.find(w)
-            while pos >= 0:
-                i = int(np.searchsorted(starts, pos, "right")) - 1
-                out[i] = True
-                nxt = int(starts[i + 1]) if i + 1 < len(starts) else len(big)
-                pos = big.find(w, nxt)
-        return out
-
-
-def _weights(rows: list[dict[int, float]], shape: tuple[int, int]) -> np.ndarray:
-    out = np.ones(shape, np.float64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = list(r.values())
-    return out
-
-
-def _pad(rows: list[list[int]], sentinel: int) -> np.ndarray:
-    out = np.full((len(rows), max((len(r) for r in rows), default=0)), sentinel, np.int32)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
-
-
-@dataclass
-class EntityRow:
-    type: str
-    text: str
-    start: int
-    end: int
-    s: float
-    c: float
-    role: str
-    pinned: bool = False
-    weight: float = 1.0  # its weight in the OR (candidates: confidence ** gamma)
-    candidate: bool = False
-
-    def to_json(self) -> dict:
-        return {"type": self.type, "text": self.text, "start": self.start, "end": self.end,
-                "satisfies": self.s, "no_conflict": self.c, "role": self.role,
-                "pinned": self.pinned, "weight": self.weight, "candidate": self.candidate}
-
-
-@dataclass
-class EBRMExplanation:
-    query: str
-    title: str
-    rows: list[EntityRow]
-    sat: float
-    ok: float
-    score: float
-    label: int
-    family: str
-    notes: list[str] = field(default_factory=list)
-    query_brands: list[str] = field(default_factory=list)
-    present: float | None = None  # the query's brand found among the title's brands
-    presence_rule: str = ""
-    query_products: list[str] = field(default_factory=list)
-    backoff: float | None = None  # ε · lexical(q, item), when the back-off is on
-    brands_besides_product: bool = False  # query_brands are the words besides its product
-
-    def to_json(self) -> dict:
-        return {"query": self.query, "title": self.title, "score": self.score,
-                "label": self.label, "satisfies": self.sat, "no_conflict": self.ok,
-                "family": self.family, "entities": [r.to_json() for r in self.rows],
-                "query_brands": self.query_brands, "brand_present": self.present,
-                "query_products": self.query_products, "backoff": self.backoff,
-                "notes": self.notes}
-
-    def to_text(self) -> str:
-        lines = [f"query  {self.query}", f"title  {self.title}",
-                 f"EBRM score {self.score:.4f} = sat {self.sat:.4f} × (1 + ok {self.ok:.4f})"
-                 f"   label {self.label}   ({self.family} t-norm)", "",
-                 f"{'type':<8} {'entity':<20} {'satisfies':>9} {'no-conflict':>11}  role"]
-        for r in self.rows:
-            s = f"{r.s:9.4f}" if r.type == "product" else f"{'-':>9}"
-            c = f"{r.c:11.4f}" if not (r.candidate and r.type == "product") else f"{'-':>11}"
-            pin = "  [pinned]" if r.pinned else ""
-            lines.append(f"{r.type:<8} {r.text:<20} {s} {c}  {r.role}{pin}")
-        if not self.rows:
-            lines.append("(no entities found in the title)")
-        lines.append("")
-        backoff = ", back-off" if self.backoff is not None else ""
-        lines.append(f"sat = OR(product satisfies × weight{backoff}) = {self.sat:.4f};  "
-                     f"ok = AND(no-conflict{', brand present' if self.present is not None else ''})"
-                     f" = {self.ok:.4f}")
-        if self.backoff is not None:
-            lines.append(f"back-off: the query's product word ({', '.join(self.query_products)})"
-                         f" {'occurs' if self.backoff > 0 else 'does not occur'} in the title: "
-                         f"{self.backoff:.4f}")
-        if self.present is not None:
-            what = ("names, besides its product word, " if self.brands_besides_product
-                    else "asks for brand ")
-            lines.append(f"the query {what}{', '.join(self.query_brands)}: present = "
-                         f"{self.present:.4f} ({self.presence_rule})")
-        lines += [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
 class EBRM:
-    """Entity tagger + QE cross-encoder + QE cache + soft logic; see the module docstring."""
+    """Entity tagger + QE cross-encoder + QE cache + soft logic; see the module docstring.
 
-    def __init__(self, tagger, qe, manifest: dict, cache: QECache | None = None) -> None:
+    `entity_memo` shares the tagged titles of another EBRM with the same tagger (calibration
+    scores trial models with other logic settings without tagging the titles again)."""
+
+    def __init__(self, tagger, qe, manifest: dict, cache: QECache | None = None,
+                 entity_memo: dict[str, list[Entity]] | None = None) -> None:
         self.tagger = tagger
         self.qe = qe
         self.manifest = manifest
         self.cache = cache if cache is not None else QECache(None, self.model_id)
-        self._titles: dict[str, list[Entity]] = {}
-        self.edits = None  # an index.edits.EditState: operator pins and type rules
+        self._titles: dict[str, list[Entity]] = {} if entity_memo is None else entity_memo
         self._query_readings: dict = {}
 
     @property
     def model_id(self) -> str:
         return self.manifest.get("model_id", "unsaved")
+
+    def with_logic(self, **logic) -> EBRM:
+        """The same tagger, cross-encoder, cache and tagged titles with other manifest values
+        of the logic (family, gammas, presence, back-off): a trial model for calibration."""
+        return EBRM(self.tagger, self.qe, {**self.manifest, **logic}, self.cache, self._titles)
 
     # -- entities -------------------------------------------------------------------------
     def entities(self, texts: Sequence[str]) -> list[list[Entity]]:
@@ -288,8 +129,19 @@ class EBRM:
     def table(self, titles: Sequence[str]) -> EntityTable:
         return EntityTable(self.entities(titles), self.gamma, self.brand_gamma, titles)
 
+    def warm(self, queries: Iterable[str], table: EntityTable, progress=None) -> int:
+        """Judge every (query, entity of the table) pair ahead of time, so later searches read
+        the cache; returns the number of new judgements."""
+        before = self.cache.misses
+        for q in queries:
+            self.score_table(q, table)
+            if progress is not None:
+                progress(1)
+        return self.cache.misses - before
+
     # -- QE judgements --------------------------------------------------------------------
-    def qe_scores(self, query: str, keys: Sequence[Key]) -> tuple[np.ndarray, np.ndarray]:
+    def qe_scores(self, query: str, keys: Sequence[Key], edits: Edits | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """(s, c) per entity key for a query: cache first, the cross-encoder for the misses,
         then pinned values (operator edits) on top."""
         q = normalize(query)
@@ -301,39 +153,38 @@ class EBRM:
             for i, a, b in zip(missing, s, c, strict=True):
                 vals[i] = (float(a), float(b))
         arr = np.array(vals, np.float64).reshape(-1, 2)
-        if self.edits is not None and self.edits.pins:
+        if edits is not None and edits.pins:
             for i, k in enumerate(keys):
-                ps, pc = self.edits.pin_for(q, k[0], k[1])
+                ps, pc = edits.pin_for(q, k[0], k[1])
                 if ps is not None:
                     arr[i, 0] = ps
                 if pc is not None:
                     arr[i, 1] = pc
         return arr[:, 0], arr[:, 1]
 
-    def pinned(self, query: str, key: Key) -> bool:
-        return self.edits is not None and self.edits.pin_for(normalize(query), *key) != (
-            None, None)
 
     def score_table(self, query: str, table: EntityTable,
-                    categories: Sequence[Sequence[str]] | None = None) -> tuple[np.ndarray, ...]:
+                    categories: Sequence[Sequence[str]] | None = None,
+                    edits: Edits | None = None) -> tuple[np.ndarray, ...]:
         """(score, sat, ok) per title of the table: one QE lookup per distinct entity.
         categories: each title's product categories, for the operators' type rules."""
-        parts = self._logic(query, table, categories)
+        parts = self._logic(query, table, categories, edits)
         return parts["score"], parts["sat"], parts["ok"]
 
     def _logic(self, query: str, table: EntityTable,
-               categories: Sequence[Sequence[str]] | None = None) -> dict[str, np.ndarray]:
+               categories: Sequence[Sequence[str]] | None = None,
+               edits: Edits | None = None) -> dict[str, np.ndarray]:
         """Every term of the soft logic per title (s and c per entity key, the back-off, the
         brand presence, sat, ok, score): score_table returns the last three, explain all."""
         if not normalize(query):
             raise InputError("empty query")
-        s, c = self.qe_scores(query, table.keys)
+        s, c = self.qe_scores(query, table.keys, edits)
         s_ext = np.append(s, 0.0)  # the padding sentinel: identity of OR ...
         c_ext = np.append(c, 1.0)  # ... and of AND
         S, C = s_ext[table.prod] * table.conf, 1.0 - table.every_w * (1.0 - c_ext[table.every])
         must = np.ones(len(table))
-        if self.edits is not None and self.edits.rules:
-            S, C, must = self._apply_rules(table, S, C, categories)
+        if edits is not None and edits.rules:
+            S, C, must = _apply_rules(edits, table, S, C, categories)
         sat = soft_or(S, self.family)
         backoff = self.product_backoff(query, table)
         if backoff is not None:
@@ -406,31 +257,13 @@ class EBRM:
         c0[-1] = 0.0  # the sentinel of an OR
         return soft_or(c0[table.brands], self.family)
 
-    def _apply_rules(self, table: EntityTable, S, C, categories):
-        """Type rules: `ignore` drops an entity from the logic (s 0, c 1); `must_match` makes a
-        conflict on it fatal (its c multiplies sat, so a wrong brand is irrelevant, not a
-        partial match)."""
-        S, C = S.copy(), C.copy()
-        must = np.ones(len(table))
-        sentinel = len(table.keys)
-        for i in range(len(table)):
-            cats = ["*", *(categories[i] if categories is not None else ())]
-            for j, kid in enumerate(table.every[i]):
-                if kid == sentinel:
-                    break
-                mode = self.edits.rule_for(cats, table.keys[kid][0])
-                if mode == "ignore":
-                    C[i, j] = 1.0
-                    S[i, table.prod[i] == kid] = 0.0
-                elif mode == "must_match":
-                    must[i] *= C[i, j]
-        return S, C, must
-
     def score(self, query: str, titles: Sequence[str],
-              categories: Sequence[Sequence[str]] | None = None) -> np.ndarray:
-        return self.score_table(query, self.table(titles), categories)[0]
+              categories: Sequence[Sequence[str]] | None = None,
+              edits: Edits | None = None) -> np.ndarray:
+        return self.score_table(query, self.table(titles), categories, edits)[0]
 
-    def score_pairs(self, pairs: Iterable[tuple[str, str]]) -> np.ndarray:
+    def score_pairs(self, pairs: Iterable[tuple[str, str]], edits: Edits | None = None
+                    ) -> np.ndarray:
         pairs = list(pairs)
         out = np.zeros(len(pairs), np.float64)
         by_query: dict[str, list[int]] = {}
@@ -438,47 +271,24 @@ class EBRM:
             by_query.setdefault(q, []).append(i)
         self.entities([t for _, t in pairs])
         for q, idx in by_query.items():
-            out[idx] = self.score(q, [pairs[i][1] for i in idx])
+            out[idx] = self.score(q, [pairs[i][1] for i in idx], edits=edits)
         return out
 
     def label(self, scores) -> np.ndarray:
         return np.digitize(np.asarray(scores, np.float64), self.thresholds)
 
-    def explain(self, query: str, title: str, categories: Sequence[str] = ()) -> EBRMExplanation:
+    def explain(self, query: str, title: str, categories: Sequence[str] = (),
+                edits: Edits | None = None) -> EBRMExplanation:
         if not normalize(title):
             raise InputError("empty title")
         ents = self.entities([title])[0]
         table = EntityTable([ents], self.gamma, self.brand_gamma, [title])
-        parts = self._logic(query, table, [categories])
+        parts = self._logic(query, table, [categories], edits)
         score, sat, ok = (float(parts[k][0]) for k in ("score", "sat", "ok"))
-        s, c, present, backoff = parts["s"], parts["c"], parts["present"], parts["backoff"]
+        present, backoff = parts["present"], parts["backoff"]
         brands, products, besides = self._query_reading(query)
-        rows = []
-        for e in ents:
-            i = table.keys.index((e.type, e.text))
-            role = ROLE_PRODUCT if e.type == "product" else ROLE_OTHER
-            w = e.conf ** self.gamma if e.candidate else 1.0
-            if e.candidate and e.type == "product":
-                role = (f"product candidate, untagged (tagger confidence {e.conf:.2f}; the OR "
-                        f"reads s × {w:.2f})")
-            elif e.candidate:
-                if self.brand_gamma is not None:
-                    w = e.conf ** self.brand_gamma
-                    role = (f"brand candidate, untagged (tagger confidence {e.conf:.2f}; the "
-                            f"AND reads 1 − {w:.2f} × (1 − c))")
-                elif present is not None:
-                    w = 0.0
-                    role = "brand candidate, untagged (only where the query's brand is sought)"
-                else:
-                    continue  # brand candidates play no part in this model
-            if self.edits is not None and self.edits.rules:
-                mode = self.edits.rule_for(["*", *categories], e.type)
-                role = {"ignore": "ignored (rule)",
-                        "must_match": f"{role} · its conflict multiplies sat (must-match "
-                                      "rule)"}.get(
-                            mode, role)
-            rows.append(EntityRow(e.type, e.text, e.start, e.end, float(s[i]), float(c[i]),
-                                  role, self.pinned(query, (e.type, e.text)), w, e.candidate))
+        rows = [row for e in ents
+                if (row := self._row(query, e, table, parts, categories, edits)) is not None]
         notes = []
         if not any(e.type == "product" for e in ents):
             notes.append("no product entity found in the title: nothing can satisfy the query, "
@@ -494,31 +304,49 @@ class EBRM:
                                None if present is None else float(present[0]), rule, products,
                                None if backoff is None else float(backoff[0]), besides)
 
+    def _row(self, query: str, e: Entity, table: EntityTable, parts: dict,
+             categories: Sequence[str], edits: Edits | None) -> EntityRow | None:
+        """One entity's line of the explanation: its judgements, weight and role (None for a
+        brand candidate that plays no part in this model)."""
+        i = table.keys.index((e.type, e.text))
+        role = ROLE_PRODUCT if e.type == "product" else ROLE_OTHER
+        w = e.conf ** self.gamma if e.candidate else 1.0
+        if e.candidate and e.type == "product":
+            role = (f"product candidate, untagged (tagger confidence {e.conf:.2f}; the OR "
+                    f"reads s × {w:.2f})")
+        elif e.candidate:
+            if self.brand_gamma is not None:
+                w = e.conf ** self.brand_gamma
+                role = (f"brand candidate, untagged (tagger confidence {e.conf:.2f}; the "
+                        f"AND reads 1 − {w:.2f} × (1 − c))")
+            elif parts["present"] is not None:
+                w = 0.0
+                role = "brand candidate, untagged (only where the query's brand is sought)"
+            else:
+                return None
+        if edits is not None and edits.rules:
+            mode = edits.rule_for(["*", *categories], e.type)
+            role = {"ignore": "ignored (rule)",
+                    "must_match": f"{role} · its conflict multiplies sat (must-match "
+                                  "rule)"}.get(mode, role)
+        pinned = edits is not None and edits.pin_for(normalize(query), e.type, e.text) != (
+            None, None)
+        return EntityRow(e.type, e.text, e.start, e.end, float(parts["s"][i]),
+                         float(parts["c"][i]), role, pinned, w, e.candidate)
+
     # -- disk -----------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict | None = None) -> str:
-        import hashlib
-
         state = {f"tagger.{k}": v.detach().cpu().numpy()
                  for k, v in self.tagger.net.state_dict().items()}
         state |= {f"qe.{k}": v.detach().cpu().numpy()
                   for k, v in self.qe.net.state_dict().items()}
-        manifest = {k: v for k, v in self.manifest.items()
-                    if k not in ("format", "format_version", "model_id", "files")}
-        manifest.update(extra or {})
-        with staged_dir(path) as tmp:
-            np.savez(tmp / "weights.npz", **state)
-            write_lines(tmp / "chars.txt", self.tagger.vocab.chars)
-            write_lines(tmp / "products.txt", self.tagger.lexicon.of_type("product"))
-            write_lines(tmp / "brands.txt", self.tagger.lexicon.of_type("brand"))
-            files = {f: sha256_file(tmp / f) for f in FILES}
-            blob = json.dumps({"files": files, "family": manifest.get("family")},
-                              sort_keys=True)
-            model_id = hashlib.sha256(blob.encode()).hexdigest()[:16]
-            self.manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                             "model_id": model_id, **manifest, "files": files}
-            (tmp / "manifest.json").write_text(
-                json.dumps(self.manifest, ensure_ascii=False, indent=2), encoding="utf-8")
-        return model_id
+        lexicon = self.tagger.lexicon
+        texts = {"chars.txt": self.tagger.vocab.chars,
+                 "products.txt": lexicon.of_type("product"),
+                 "brands.txt": lexicon.of_type("brand")}
+        self.manifest = save_model_dir(path, FORMAT, state, texts,
+                                       {**self.manifest, **(extra or {})})
+        return self.model_id
 
     @classmethod
     def load(cls, path: str | Path, verify: bool = True,
@@ -527,38 +355,38 @@ class EBRM:
         $DEEPBOW_CACHE (or ~/.cache/deepbow), a path = that SQLite file, False/None = memory."""
         from ebrm import qe as qe_mod
 
-        path = Path(path)
-        manifest, arrays, vocab, lexicon = _read_dir(path, verify)
-        tagger = _tagger_from(path, manifest, arrays, vocab, lexicon)
-        qnet = qe_mod.build_net(len(vocab), **manifest.get("qe", {}))
-        _fit(qnet, arrays, "qe.", path)
+        manifest, arrays, tagger = _read_dir(Path(path), verify)
+        qnet = qe_mod.build_net(len(tagger.vocab), **manifest.get("qe", {}))
+        _fit(qnet, arrays, "qe.", Path(path))
         model_id = manifest.get("model_id", "")
         if cache is True:
             cache = default_cache_dir() / f"ebrm-qe-{model_id}.sqlite"
         qc = QECache(cache if cache else None, model_id)
-        return cls(tagger, qe_mod.QEModel(qnet, vocab), manifest, qc)
+        return cls(tagger, qe_mod.QEModel(qnet, tagger.vocab), manifest, qc)
 
 
 def load_tagger(path: str | Path, verify: bool = True):
     """Only the tagger of an EBRM directory (to keep it while retraining the rest)."""
-    path = Path(path)
-    return _tagger_from(path, *_read_dir(path, verify))
+    return _read_dir(Path(path), verify)[2]
 
 
 def _read_dir(path: Path, verify: bool):
-    """manifest, weight arrays (torch), character vocabulary and lexicon; checked."""
+    """manifest, weight arrays (torch) and the tagger of an EBRM directory; checked."""
     import torch
 
-    manifest = read_manifest(path, FORMAT, FORMAT_VERSION, "EBRM model", ModelFileError)
-    check_listed_files(path, FILES, manifest, verify, ModelFileError)
-    try:
-        with np.load(path / "weights.npz", allow_pickle=False) as z:
-            arrays = {k: torch.from_numpy(z[k].copy()) for k in z.files}
-    except Exception as e:
-        raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
-    vocab = CharVocab(read_lines(path / "chars.txt"))
-    lexicon = Lexicon(read_lines(path / "products.txt"), read_lines(path / "brands.txt"))
-    return manifest, arrays, vocab, lexicon
+    from deepbow.charvocab import CharVocab
+    from ebrm import tagger as tagger_mod
+    from ebrm.lexicon import Lexicon
+
+    manifest, arrays, texts = load_model_dir(path, FORMAT, verify)
+    arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    vocab = CharVocab(texts["chars.txt"])
+    lexicon = Lexicon(texts["products.txt"], texts["brands.txt"])
+    tcfg = dict(manifest.get("tagger", {}))
+    word_features = bool(tcfg.pop("word_features", False))
+    net = tagger_mod.build_net(len(vocab), **tcfg)
+    _fit(net, arrays, "tagger.", path)
+    return manifest, arrays, tagger_mod.Tagger(net, vocab, lexicon, word_features=word_features)
 
 
 def _fit(net, arrays: dict, prefix: str, path: Path) -> None:
@@ -570,10 +398,22 @@ def _fit(net, arrays: dict, prefix: str, path: Path) -> None:
                              f"({str(e).splitlines()[0]})") from None
 
 
-def _tagger_from(path: Path, manifest: dict, arrays: dict, vocab: CharVocab, lexicon: Lexicon):
-    from ebrm import tagger as tagger_mod
-
-    tcfg = manifest.get("tagger", {})
-    net = tagger_mod.build_net(len(vocab), n_features=tcfg.get("n_features", 8))
-    _fit(net, arrays, "tagger.", path)
-    return tagger_mod.Tagger(net, vocab, lexicon, word_features=bool(tcfg.get("word_features")))
+def _apply_rules(edits: Edits, table: EntityTable, S, C, categories):
+    """Type rules: `ignore` drops an entity from the logic (s 0, c 1); `must_match` makes a
+    conflict on it fatal (its c multiplies sat, so a wrong brand is irrelevant, not a
+    partial match)."""
+    S, C = S.copy(), C.copy()
+    must = np.ones(len(table))
+    sentinel = len(table.keys)
+    for i in range(len(table)):
+        cats = ["*", *(categories[i] if categories is not None else ())]
+        for j, kid in enumerate(table.every[i]):
+            if kid == sentinel:
+                break
+            mode = edits.rule_for(cats, table.keys[kid][0])
+            if mode == "ignore":
+                C[i, j] = 1.0
+                S[i, table.prod[i] == kid] = 0.0
+            elif mode == "must_match":
+                must[i] *= C[i, j]
+    return S, C, must

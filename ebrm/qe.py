@@ -19,10 +19,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ebrm.charvocab import CLS, SEP, CharVocab
+from deepbow.charvocab import UNK, CharVocab
+from deepbow.text import normalize_chars
 
 MAX_QUERY = 24
 MAX_ENTITY = 20
+# EBRM's character vocabulary (shared by the tagger and the cross-encoder) starts with these,
+# then one token per entity type ("<product>", ...), then a space, then the characters
+CHAR_SPECIALS = ("<pad>", "<unk>", "[CLS]", "[SEP]")
+CLS, SEP = 2, 3
+
+
+def char_vocab(texts, types: Sequence[str], min_count: int = 2) -> CharVocab:
+    """The vocabulary of EBRM's networks over `texts` (characters normalised one by one)."""
+    return CharVocab.build((normalize_chars(t) for t in texts),
+                           [*CHAR_SPECIALS, *(f"<{t}>" for t in types), " "], min_count)
+
+
+def type_id(vocab: CharVocab, typ: str) -> int:
+    """The id of an entity type's token, which tells the cross-encoder what the entity is."""
+    return vocab.index.get(f"<{typ}>", UNK)
 
 
 def _match_flags(a: str, b: str) -> np.ndarray:
@@ -44,14 +60,12 @@ def qe_inputs(vocab: CharVocab, queries: Sequence[str], entities: Sequence[tuple
     """Padded token ids, segment ids and match flags for (query, (type, text)) pairs."""
     import torch
 
-    from ebrm.charvocab import norm_chars
-
     rows, segs, flags = [], [], []
     for q, (typ, text) in zip(queries, entities, strict=True):
-        qs = norm_chars(q.replace(" ", ""))[:MAX_QUERY]
-        es = norm_chars(text.replace(" ", ""))[:MAX_ENTITY]
+        qs = normalize_chars(q.replace(" ", ""))[:MAX_QUERY]
+        es = normalize_chars(text.replace(" ", ""))[:MAX_ENTITY]
         qi, ei = vocab.ids(qs), vocab.ids(es)
-        rows.append(np.concatenate([[CLS], qi, [SEP, vocab.type_id(typ)], ei, [SEP]]))
+        rows.append(np.concatenate([[CLS], qi, [SEP, type_id(vocab, typ)], ei, [SEP]]))
         segs.append(np.r_[np.zeros(len(qi) + 2, np.int64), np.ones(len(ei) + 2, np.int64)])
         flags.append(np.concatenate([[0], _match_flags(qs, es), [0, 0], _match_flags(es, qs),
                                      [0]]))
@@ -66,7 +80,8 @@ def qe_inputs(vocab: CharVocab, queries: Sequence[str], entities: Sequence[tuple
     return torch.from_numpy(ids), torch.from_numpy(seg), torch.from_numpy(match)
 
 
-def build_net(n_chars: int, dim: int = 128, layers: int = 2, heads: int = 4, ff: int = 256):
+def build_net(n_chars: int, dim: int = 128, layers: int = 2, heads: int = 4, ff: int = 256,
+              dropout: float = 0.1):
     import torch
     from torch import nn
 
@@ -77,7 +92,7 @@ def build_net(n_chars: int, dim: int = 128, layers: int = 2, heads: int = 4, ff:
             self.pos = nn.Embedding(MAX_QUERY + MAX_ENTITY + 8, dim)
             self.seg = nn.Embedding(2, dim)
             self.match = nn.Embedding(2, dim)
-            layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout=0.1, batch_first=True,
+            layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout=dropout, batch_first=True,
                                                norm_first=True)
             self.enc = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(dim)

@@ -69,15 +69,3 @@ def soft_or(x, family: str = "product"):
     if family not in FAMILIES:
         raise ValueError(f"unknown t-norm family {family!r}; one of {FAMILIES}")
     return 1.0 - soft_and(1.0 - x, family)
-
-
-def item_relevance(satisfies, no_conflict, family: str = "product"):
-    """OR over product entities of `satisfies`, AND over all entities of `no_conflict`,
-    combined with the same t-norm."""
-    sat = soft_or(satisfies, family)
-    ok = soft_and(no_conflict, family)
-    if _is_torch(sat):
-        import torch
-
-        return soft_and(torch.stack([sat, ok], dim=-1), family)
-    return soft_and(np.stack([sat, ok], axis=-1), family)

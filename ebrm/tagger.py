@@ -11,12 +11,13 @@ the log probability of O alone. Decoding is a Viterbi search restricted to valid
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from deepbow.text import normalize
-from ebrm.charvocab import CharVocab, bigram_ids, norm_chars
+from deepbow.charvocab import CharVocab
+from deepbow.text import normalize, normalize_chars
 from ebrm.lexicon import Entity, Lexicon
 
 ENTITY_TYPES = ("product", "brand", "model", "misc")
@@ -26,7 +27,15 @@ POSITIONS = "BIES"
 TAGS = ("O", *(f"{p}-{t}" for t in ENTITY_TYPES for p in POSITIONS))
 N_TAGS = len(TAGS)
 TAG_INDEX = {t: i for i, t in enumerate(TAGS)}
-_FULL_TYPES = {"product": "product", "brand": "brand", "model": "model", "misc": "misc"}
+N_BIGRAM_BUCKETS = 20011
+
+
+def bigram_ids(text: str) -> np.ndarray:
+    """Hashed bigram of each character with the next one (the last with an end mark): crc32,
+    stable across processes."""
+    t = normalize_chars(text) + "\x03"
+    return np.array([zlib.crc32(t[i:i + 2].encode("utf-8")) % N_BIGRAM_BUCKETS + 1
+                     for i in range(len(t) - 1)], np.int64)
 
 
 def _allowed_transitions() -> np.ndarray:
@@ -126,8 +135,6 @@ def build_net(n_chars: int, hidden: int = 128, char_dim: int = 64, bigram_dim: i
     import torch
     from torch import nn
 
-    from ebrm.charvocab import N_BIGRAM_BUCKETS
-
     class TaggerNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -175,7 +182,7 @@ class Tagger:
         """A text's normalised characters, its gazetteer longest matches and (with word
         features, or when asked) its jieba words: computed once, read by the input features
         and by the candidates."""
-        t = norm_chars(text)
+        t = normalize_chars(text)
         w = self.segmenter().words(t) if (words or self.word_features) else []
         return t, self.lexicon.longest_match(t), w
 
@@ -273,8 +280,8 @@ class Tagger:
 def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVocab,
                  lexicon: Lexicon, epochs: int = 6, batch_size: int = 32, lr: float = 2e-3,
                  seed: int = 0, valid: Sequence[tuple[str, list[Entity]]] = (),
-                 word_features: bool = False, log: Callable[[str], None] = lambda s: None
-                 ) -> Tagger:
+                 word_features: bool = False, shape: dict | None = None,
+                 log: Callable[[str], None] = lambda s: None) -> Tagger:
     """examples: (text, BIOES tags, partially annotated?). Keeps the epoch with the best entity
     F1 on `valid` (a slice of the training titles; the dev sets stay unseen)."""
     import copy
@@ -283,7 +290,7 @@ def train_tagger(examples: Sequence[tuple[str, list[str], bool]], vocab: CharVoc
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = build_net(len(vocab), n_features=12 if word_features else 8)
+    net = build_net(len(vocab), n_features=12 if word_features else 8, **(shape or {}))
     tagger = Tagger(net, vocab, lexicon, word_features=word_features)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     masks = [allowed_mask(tags, partial) for _, tags, partial in examples]

@@ -1,196 +1,112 @@
 """A searchable product catalogue: a DeepBoW model + an inverted index + the items themselves.
 
-Takes text, returns hits. The directory holds the index (see index.inverted) plus, per segment,
-the items as JSONL with a byte-offset array (a hit's title is read on demand, nothing is parsed
-at load), the item ids, and filter bitmaps for each string field (field=value → docs), stored
-as serialized roaring bitmaps. The manifest records the model id: opening with another model
-is refused, since its term ids and weights would not match.
+Takes text, returns hits. The directory holds the index (index/inverted.py), the items and
+filters of each segment (index/segments.py) and the edit journal (index/journal.py), whose
+effect applies to every search and explain. The manifest records the model id: opening with
+another model is refused, since its term ids and weights would not match.
 
 Scores are the index's integer scores times the two scales, the same numbers `deepbow score` and
 `deepbow explain` compute for a pair; `explain` here reads the title weights from the postings,
 so it always agrees with the ranking.
+
+Writers (add, update, delete, compact) hold the directory's lock and re-read the manifest under
+it before changing anything, so two writers never work from a stale view; readers notice a new
+manifest on their next call and reopen.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from pyroaring import BitMap
 
 from deepbow.errors import InputError
-from deepbow.fileio import atomic_open, dir_lock
+from deepbow.explain import Explanation, MatchRow
+from deepbow.fileio import dir_lock
+from deepbow.readers import check_item
 from deepbow.sparse import SparseVector
-from index.inverted import IndexFileError, InvertedIndex, Segment
+from index.editor import CompiledEdits, Editor, compile_edits, journal_of
+from index.edits import replay
+from index.inverted import IndexFileError, InvertedIndex, Segment, check_replaceable
+from index.segments import Hit, SegmentStore
 
-FILTER_MAX_LEN = 64
 INDEX_BATCH = 2048
-
-
-@dataclass
-class Hit:
-    id: str
-    score: float
-    title: str
-    fields: dict
-    matched: list[tuple[str, float]] = field(default_factory=list)  # (word, contribution)
-
-    def to_json(self) -> dict:
-        return {"id": self.id, "score": self.score, "title": self.title, **self.fields,
-                "matched": [{"word": w, "contribution": c} for w, c in self.matched]}
-
-
-def item_filters(item: dict) -> list[tuple[str, str]]:
-    """(field, value) pairs a filter can select on: short string fields and lists of them."""
-    out = []
-    for k, v in item.items():
-        if k in ("id", "title"):
-            continue
-        vals = v if isinstance(v, list) else [v]
-        out += [(k, x) for x in vals if isinstance(x, str) and 0 < len(x) <= FILTER_MAX_LEN]
-    return out
-
-
-class SegmentStore:
-    """Items, ids and filter bitmaps of one segment (files named seg-<uid>.*)."""
-
-    def __init__(self, folder: Path, uid: str) -> None:
-        self.folder, self.uid = folder, uid
-        self._offsets: np.ndarray | None = None
-        self._filters: dict | None = None
-        self._ids: list[str] | None = None
-
-    def names(self) -> list[str]:
-        return [f"seg-{self.uid}.items.jsonl", f"seg-{self.uid}.offsets.npy",
-                f"seg-{self.uid}.filters.json"]
-
-    @staticmethod
-    def write(folder: Path, uid: str, items: Sequence[dict]) -> None:
-        offsets = np.zeros(len(items) + 1, np.int64)
-        filters: dict[str, dict[str, BitMap]] = {}
-        with atomic_open(folder / f"seg-{uid}.items.jsonl", "wb") as fh:
-            pos = 0
-            for i, it in enumerate(items):
-                line = (json.dumps(it, ensure_ascii=False) + "\n").encode("utf-8")
-                fh.write(line)
-                pos += len(line)
-                offsets[i + 1] = pos
-                for f, v in item_filters(it):
-                    filters.setdefault(f, {}).setdefault(v, BitMap()).add(i)
-        with atomic_open(folder / f"seg-{uid}.offsets.npy", "wb") as fh:
-            np.save(fh, offsets)
-        ser = {f: {v: bm.serialize().hex() for v, bm in vals.items()}
-               for f, vals in filters.items()}
-        with atomic_open(folder / f"seg-{uid}.filters.json") as fh:
-            json.dump(ser, fh, ensure_ascii=False)
-
-    @property
-    def offsets(self) -> np.ndarray:
-        if self._offsets is None:
-            self._offsets = np.load(self.folder / f"seg-{self.uid}.offsets.npy", mmap_mode="r")
-        return self._offsets
-
-    def item(self, local: int) -> dict:
-        a, b = int(self.offsets[local]), int(self.offsets[local + 1])
-        with open(self.folder / f"seg-{self.uid}.items.jsonl", "rb") as fh:
-            fh.seek(a)
-            return json.loads(fh.read(b - a))
-
-    def items(self) -> list[dict]:
-        with open(self.folder / f"seg-{self.uid}.items.jsonl", encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
-
-    def ids(self) -> list[str]:
-        if self._ids is None:
-            self._ids = [it["id"] for it in self.items()]
-        return self._ids
-
-    def _filter_table(self) -> dict:
-        if self._filters is None:
-            with open(self.folder / f"seg-{self.uid}.filters.json", encoding="utf-8") as fh:
-                self._filters = json.load(fh)
-        return self._filters
-
-    def filter(self, fname: str, value: str) -> BitMap:
-        hexed = self._filter_table().get(fname, {}).get(value)
-        return BitMap.deserialize(bytes.fromhex(hexed)) if hexed else BitMap()
-
-    def fields(self) -> set[str]:
-        return set(self._filter_table())
 
 
 class Catalogue:
     def __init__(self, path: Path, index: InvertedIndex, model) -> None:
         self.path = Path(path)
-        self.index = index
         self.model = model
+        self._set_index(index)
+        self._compiled: tuple[tuple, CompiledEdits] | None = None
+
+    def _set_index(self, index: InvertedIndex) -> None:
+        self.index = index
         self.stores = {s.uid: SegmentStore(self.path, s.uid) for s in index.segments}
         self._id_map: dict[str, int] | None = None
-        self._editor = None
-        self.version = 0  # bumped by every change of the postings (edits recompile on it)
-        self.ebrm = None  # an EBRM model, attached for entity views (attach_ebrm)
+        self._manifest_sig = _signature(self.path / "manifest.json")
 
     @property
-    def editor(self):
-        """The weight editor of this catalogue (index/editor.py); its journal is
-        `<index>/edits.jsonl`, applied to every search and explain."""
-        if self._editor is None:
-            from index.editor import Editor
+    def editor(self) -> Editor:
+        """The weight editor of this catalogue (index/editor.py), journalled in
+        `<index>/edits.jsonl` and applied to every search and explain."""
+        return Editor(self)
 
-            self._editor = Editor(self)
-        return self._editor
-
-    def edits(self):
-        return self.editor.compiled()
+    def journal_edits(self) -> CompiledEdits:
+        """The journal's effect on this catalogue, compiled again whenever the journal or the
+        index changed."""
+        self.refresh()
+        journal = journal_of(self.path)
+        sig = (journal.signature(), self._manifest_sig)
+        if self._compiled is None or self._compiled[0] != sig:
+            self._compiled = (sig, compile_edits(replay(journal.read()), self))
+        return self._compiled[1]
 
     # -- building and opening ---------------------------------------------------------------
     @classmethod
     def build(cls, model, items: Iterable[dict], out: str | Path, overwrite: bool = False,
               batch_size: int = INDEX_BATCH, progress: Callable[[int], None] | None = None
               ) -> Catalogue:
-        """Encode every title and write a new index directory (temp dir, then rename)."""
+        """Encode every title and write a new index directory (temp dir, then rename). With
+        `overwrite` an existing index there is replaced (its journal kept); anything else
+        there is refused."""
         out = Path(out)
-        if out.exists() and not overwrite:
-            raise IndexFileError(f"{out} exists: refusing to overwrite it (use --overwrite)")
+        check_replaceable(out, overwrite)
         items = validate_items(items)
         codes = encode_items(model, items, batch_size, progress)
         index = InvertedIndex.from_csr(codes, scale=model.scales["title"])
         index.meta = {"model_id": model.model_id}
         uid = index.segments[0].uid
-
-        def write_items(folder: Path) -> list[str]:
-            SegmentStore.write(folder, uid, items)
-            journal = out / "edits.jsonl"
-            if journal.is_file():  # a rebuild keeps the operators' edits (not checksummed:
-                shutil.copy2(journal, folder / journal.name)  # the journal grows)
-            return SegmentStore(folder, uid).names()
-
-        index.save(out, overwrite=overwrite, write_extra=write_items)
+        index.save(out, overwrite=overwrite, keep=[journal_of(out).path.name],
+                   write_extra=lambda folder: SegmentStore.write(folder, uid, items))
         return cls.open(out, model)
 
     @classmethod
-    def open(cls, path: str | Path, model=None, mmap: bool = True,
-             verify: bool = False) -> Catalogue:
-        """Open an index directory; `model` defaults to the shipped one and must match."""
-        import deepbow
-
+    def open(cls, path: str | Path, model, mmap: bool = True, verify: bool = False
+             ) -> Catalogue:
+        """Open an index directory with the model it was built with."""
         path = Path(path)
-        index = InvertedIndex.load(path, mmap=mmap, verify=verify)
-        model = model or deepbow.load()
-        want = index.meta.get("model_id")
-        if want != model.model_id:
-            raise IndexFileError(f"{path}: built with model {want}, but the model given is "
-                                 f"{model.model_id}; rebuild the index or pass --model")
-        if index.n_terms != model.vocab.size:
-            raise IndexFileError(f"{path}: {index.n_terms} terms, the model has "
-                                 f"{model.vocab.size}")
-        return cls(path, index, model)
+        return cls(path, _load_checked(path, model, mmap, verify), model)
+
+    def refresh(self) -> None:
+        """Reopen the index when another process changed its manifest."""
+        if _signature(self.path / "manifest.json") != self._manifest_sig:
+            self._set_index(_load_checked(self.path, self.model))
 
     # -- live changes -----------------------------------------------------------------------
+    @contextmanager
+    def _writing(self):
+        """The directory's lock, the manifest re-read under it, the new manifest written."""
+        with dir_lock(self.path):
+            self._set_index(_load_checked(self.path, self.model))
+            yield
+            names = [n for s in self.index.segments for n in self.stores[s.uid].names()]
+            self.index.write_into(self.path, {"files": names})
+            self._set_index(self.index)
+
     def id_map(self) -> dict[str, int]:
         if self._id_map is None:
             m: dict[str, int] = {}
@@ -204,47 +120,43 @@ class Catalogue:
     def add(self, items: Iterable[dict], progress=None, replace: bool = False) -> int:
         """Add items; an id already present is refused unless `replace` (that is update)."""
         items = validate_items(items)
-        with dir_lock(self.path):
+        codes = encode_items(self.model, items, INDEX_BATCH, progress)
+        with self._writing():
             ids = self.id_map()
             clash = [it["id"] for it in items if it["id"] in ids]
             if clash and not replace:
                 raise InputError(f"ids already in the index: {clash[:5]} (use update)")
             if clash:
                 self.index.delete([ids[x] for x in clash])
-            self._add_segment(items, encode_items(self.model, items, INDEX_BATCH, progress))
-            self._write_manifest()
+            self._add_segment(items, codes)
         return len(items)
 
     def _add_segment(self, items: list[dict], codes) -> None:
         """Postings (a CSR of title codes, one row per item) and items as a new segment."""
-        nums = self.index.add(codes)
-        if len(nums):
+        if self.index.add(codes).size:
             uid = self.index.segments[-1].uid
             SegmentStore.write(self.path, uid, items)
             self.stores[uid] = SegmentStore(self.path, uid)
-            ids = self.id_map()
-            for it, num in zip(items, nums.tolist(), strict=True):
-                ids[it["id"]] = num
+            self._id_map = None
 
     def update(self, items: Iterable[dict], progress=None) -> int:
         return self.add(items, progress, replace=True)
 
     def delete(self, ids: Iterable[str]) -> int:
-        ids = list(ids)
-        with dir_lock(self.path):
+        ids = list(dict.fromkeys(str(x) for x in ids))
+        with self._writing():
             m = self.id_map()
             unknown = [x for x in ids if x not in m]
             if unknown:
                 raise InputError(f"unknown ids: {unknown[:5]}")
-            self.index.delete([m.pop(x) for x in ids])
-            self._write_manifest()
+            self.index.delete([m[x] for x in ids])
         return len(ids)
 
     def compact(self) -> None:
         """Fold segments, deletions and per-item weight edits into one segment (no
         re-encoding). The journal is kept: the folded edits are recorded in the manifest, so an
         undo later restores the word's original weight."""
-        with dir_lock(self.path):
+        with self._writing():
             self._fold_item_edits()
             alive = [it for seg in self.index.segments
                      for i, it in enumerate(self.stores[seg.uid].items())
@@ -253,8 +165,15 @@ class Catalogue:
             uid = self.index.segments[0].uid
             SegmentStore.write(self.path, uid, alive)
             self.stores = {uid: SegmentStore(self.path, uid)}
-            self._id_map = None
-            self._write_manifest()
+
+    def folded_edits(self) -> list[dict]:
+        """Per-product weights folded into the postings by compactions: {"item", "word",
+        "code", "original"} each (indexes of an earlier version keyed them "item<TAB>word")."""
+        folded = self.index.meta.get("folded_edits", [])
+        if isinstance(folded, dict):  # the older form; a word never holds a tab
+            return [{"item": k.rsplit("\t", 1)[0], "word": k.rsplit("\t", 1)[1], **v}
+                    for k, v in folded.items()]
+        return list(folded)
 
     def doc_vector(self, doc: int) -> dict[int, int]:
         """Every stored (term id → code) of one doc, read back from the postings."""
@@ -264,52 +183,41 @@ class Catalogue:
         return {int(t): int(seg.impacts[p]) for t, p in zip(terms, pos, strict=True)}
 
     def _fold_item_edits(self) -> None:
+        """Re-add each product with per-item edits as a new row holding its edited codes,
+        and remember each folded (item, word) with its original code."""
         from scipy import sparse
 
-        edits = self.edits()
-        if not edits.overlay:
+        overlay = self.journal_edits().overlay
+        if not overlay:
             return
-        folded = dict(self.index.meta.get("folded_edits", {}))
-        vocab = self.model.vocab
-        by_doc_words = {}
-        for (item, word), _ in edits.state.doc_weights.items():
-            by_doc_words.setdefault(item, []).append(word)
-        for key in folded:
-            item, word = key.split("\t", 1)
-            by_doc_words.setdefault(item, []).append(word)
+        folded = {(f["item"], f["word"]): f for f in self.folded_edits()}
+        words_of: dict[str, set[str]] = {}
+        for item, word in [*self.journal_edits().state.doc_weights, *folded]:
+            words_of.setdefault(item, set()).add(word)
         docs, rows, items = [], [], []
-        for doc, over in sorted(edits.overlay.items()):
+        for doc, over in sorted(overlay.items()):
             if doc in self.index.deleted:
                 continue
-            vec = self.doc_vector(doc)
-            item = self.item(doc)
-            for word in set(by_doc_words.get(item["id"], ())):
-                t = vocab.word_id(word)
-                if t not in over:
-                    continue
-                key = f"{item['id']}\t{word}"
-                original = folded.get(key, {}).get("original", vec.get(t, 0))
-                if over[t] == original:
-                    folded.pop(key, None)
-                else:
-                    folded[key] = {"code": over[t], "original": original}
-                vec[t] = over[t]
-            vec = {t: c for t, c in vec.items() if c > 0}
+            vec, item = self.doc_vector(doc), self.item(doc)
+            for word in words_of.get(item["id"], ()):
+                t = self.model.vocab.word_id(word)
+                if t in over:
+                    original = folded.get((item["id"], word), {}).get("original", vec.get(t, 0))
+                    folded.pop((item["id"], word), None)
+                    if over[t] != original:
+                        folded[(item["id"], word)] = {"item": item["id"], "word": word,
+                                                      "code": over[t], "original": original}
+                    vec[t] = over[t]
             docs.append(doc)
             items.append(item)
-            rows.append(vec)
-        n = self.index.n_terms
+            rows.append({t: c for t, c in vec.items() if c > 0})
         indptr = np.cumsum([0] + [len(r) for r in rows])
         cols = np.array([t for r in rows for t in sorted(r)], np.int64)
         vals = np.array([r[t] for r in rows for t in sorted(r)], np.uint8)
         self.index.delete(docs)
-        self._add_segment(items, sparse.csr_matrix((vals, cols, indptr), shape=(len(rows), n)))
-        self.index.meta["folded_edits"] = folded
-
-    def _write_manifest(self) -> None:
-        self.version += 1
-        names = [n for s in self.index.segments for n in self.stores[s.uid].names()]
-        self.index.write_into(self.path, {"files": names})
+        self._add_segment(items, sparse.csr_matrix((vals, cols, indptr),
+                                                   shape=(len(rows), self.index.n_terms)))
+        self.index.meta["folded_edits"] = list(folded.values())
 
     # -- search -----------------------------------------------------------------------------
     def filter_bitmap(self, filters: dict[str, Sequence[str]] | None) -> BitMap | None:
@@ -327,27 +235,19 @@ class Catalogue:
         return result
 
     def search(self, query: str, k: int = 10, filters: dict | None = None,
-               matched_words: int = 3, edits=None) -> list[Hit]:
+               matched_words: int = 3, edits: CompiledEdits | None = None) -> list[Hit]:
         return self.batch_search([query], k, filters, matched_words, edits=edits)[0]
 
     def batch_search(self, queries: Sequence[str], k: int = 10, filters: dict | None = None,
-                     matched_words: int = 3, progress=None, edits=None) -> list[list[Hit]]:
-        """Exact top-k with the edit journal applied (edits: a CompiledEdits to use instead,
-        e.g. to preview an edit). Products with per-item edits are scored beside the walk."""
-        edits = edits if edits is not None else self.edits()
-        mask = self.index.mask_for(self.filter_bitmap(filters))
-        side = np.zeros(0, np.int64)
-        if edits.overlay:
-            full = mask.copy() if mask.size else np.ones(self.index.n_docs, np.uint8)
-            odocs = np.array(sorted(edits.overlay), np.int64)
-            odocs = odocs[odocs < self.index.n_docs]
-            side = odocs[full[odocs] == 1]
-            full[odocs] = 0
-            mask = full
-        qvecs = self.model.encode(list(queries), "query")
+                     matched_words: int = 3, progress=None,
+                     edits: CompiledEdits | None = None) -> list[list[Hit]]:
+        """Exact top-k with the journal's edits applied (or `edits`, e.g. to preview an edit).
+        Products with per-item edits are scored beside the walk and merged in."""
+        edits = edits if edits is not None else self.journal_edits()
+        mask, side = self._masks(filters, edits)
         out = []
-        for qv in qvecs:
-            qv = edits.edit_query(qv)
+        for qv in self.model.encode(list(queries), "query"):
+            qv = edits.words.apply(qv)
             docs, ints = self.index.search_codes(qv.ids, qv.codes, k, mask=mask)
             if side.size and k > 0:
                 extra = np.array([int(self._contributions(qv, int(d), edits)[1].sum())
@@ -363,6 +263,20 @@ class Catalogue:
                 progress(1)
         return out
 
+    def _masks(self, filters: dict | None, edits: CompiledEdits):
+        """The kernel's doc mask (filters, deletions, edited products left out) and the
+        edited products that pass the filters, scored beside the walk."""
+        mask = self.index.mask_for(self.filter_bitmap(filters))
+        side = np.zeros(0, np.int64)
+        if edits.overlay:
+            full = mask.copy() if mask.size else np.ones(self.index.n_docs, np.uint8)
+            odocs = np.array(sorted(edits.overlay), np.int64)
+            odocs = odocs[odocs < self.index.n_docs]
+            side = odocs[full[odocs] == 1]
+            full[odocs] = 0
+            mask = full
+        return mask, side
+
     def _locate(self, doc: int) -> tuple[Segment, int]:
         for seg in self.index.segments:
             if seg.doc_base <= doc < seg.doc_base + seg.n_docs:
@@ -374,17 +288,15 @@ class Catalogue:
         or the edited ones where an operator set them (edits: CompiledEdits)."""
         seg, local = self._locate(doc)
         out = np.zeros(len(term_ids), np.int64)
+        over = edits.overlay.get(doc, {}) if edits is not None else {}
         for j, t in enumerate(np.asarray(term_ids).tolist()):
-            if 0 <= t < self.index.n_terms:
+            if t in over:
+                out[j] = over[t]
+            elif 0 <= t < self.index.n_terms:
                 a, b = int(seg.indptr[t]), int(seg.indptr[t + 1])
                 p = a + int(np.searchsorted(seg.docs[a:b], local))
                 if p < b and seg.docs[p] == local:
                     out[j] = seg.impacts[p]
-        over = edits.overlay.get(doc) if edits is not None else None
-        if over:
-            for j, t in enumerate(np.asarray(term_ids).tolist()):
-                if t in over:
-                    out[j] = over[t]
         return out
 
     def _contributions(self, qv: SparseVector, doc: int, edits=None
@@ -397,6 +309,12 @@ class Catalogue:
         seg, local = self._locate(doc)
         return self.stores[seg.uid].item(local)
 
+    def item_by_id(self, item_id: str) -> dict:
+        doc = self.id_map().get(item_id)
+        if doc is None:
+            raise InputError(f"unknown id {item_id!r}")
+        return self.item(doc)
+
     def _hit(self, qv: SparseVector, doc: int, score_int: int, n_words: int, edits=None) -> Hit:
         item = self.item(doc)
         scale = qv.scale * self.index.scale
@@ -406,89 +324,57 @@ class Catalogue:
         fields = {k: v for k, v in item.items() if k not in ("id", "title")}
         return Hit(item["id"], score_int * scale, item["title"], fields, matched)
 
-    def explain(self, query: str, item_id: str):
+    def explain(self, query: str, item_id: str, edits: CompiledEdits | None = None
+                ) -> Explanation:
         """The query–item score as the index computes it, word by word."""
-        from deepbow.encoder import Explanation, MatchRow
-
-        doc = self.id_map().get(item_id)
-        if doc is None:
-            raise InputError(f"unknown id {item_id!r}")
-        edits = self.edits()
-        qv = edits.edit_query(self.model.encode([query], "query")[0])
-        dcodes, contrib = self._contributions(qv, doc, edits)
+        item = self.item_by_id(item_id)
+        edits = edits if edits is not None else self.journal_edits()
+        qv = edits.words.apply(self.model.encode([query], "query")[0])
+        dcodes, contrib = self._contributions(qv, self.id_map()[item_id], edits)
         scale = qv.scale * self.index.scale
-        item = self.item(doc)
+        exp = qv.expanded if qv.expanded is not None else np.zeros(len(qv), bool)
         rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * self.index.scale),
-                         float(contrib[i] * scale), bool(qv.expanded[i]), False)
+                         float(contrib[i] * scale), bool(exp[i]), False)
                 for i in np.nonzero(dcodes)[0]]
         rows.sort(key=lambda r: -r.contribution)
         score = int(contrib.sum()) * scale
         return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
                            qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
 
-    # -- entities (EBRM) --------------------------------------------------------------------
-    def attach_ebrm(self, model) -> None:
-        """Give the catalogue an EBRM model for entity views and EBRM/hybrid reranking; the
-        journal's pins and type rules apply to it."""
-        self.ebrm = model
-
-    def _ebrm(self, edits=None):
-        if self.ebrm is None:
-            raise InputError("no EBRM model attached to this catalogue (attach_ebrm)")
-        self.ebrm.edits = (edits if edits is not None else self.edits()).state
-        return self.ebrm
-
-    def entity_explain(self, query: str, item_id: str):
-        """EBRM's entity-by-entity view of one product, with the journal's pins and rules."""
-        doc = self.id_map().get(item_id)
-        if doc is None:
-            raise InputError(f"unknown id {item_id!r}")
-        item = self.item(doc)
-        return self._ebrm().explain(query, item["title"], item_categories(item))
-
-    def rerank(self, query: str, k: int = 10, scorer: str = "ebrm", hybrid=None,
-               depth: int = 50, filters: dict | None = None, edits=None
-               ) -> list[tuple[Hit, float]]:
-        """DeepBoW retrieves `depth` candidates, then EBRM (or the hybrid) orders them:
-        (hit, score) pairs, best first, ties by the retrieval order. edits: a CompiledEdits to
-        use instead of the journal's (to preview an edit)."""
-        hits = self.search(query, max(k, depth), filters, edits=edits)
-        if scorer == "deepbow" or not hits:
-            return [(h, h.score) for h in hits[:k]]
-        model = self._ebrm(edits)
-        try:
-            scores = model.score(query, [h.title for h in hits],
-                                 [item_categories({**h.fields}) for h in hits])
-        finally:
-            model.edits = self.edits().state
-        if scorer == "hybrid":
-            if hybrid is None:
-                raise InputError("hybrid reranking needs a Hybrid (ebrm.hybrid.Hybrid)")
-            scores = hybrid.combine([h.score for h in hits], scores)
-        elif scorer != "ebrm":
-            raise InputError(f"unknown scorer {scorer!r}: use deepbow, ebrm or hybrid")
-        order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))[:k]
-        return [(hits[i], float(scores[i])) for i in order]
-
     def stats(self) -> dict:
+        self.refresh()
         st = self.index.stats()
         disk = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {**st, "bytes_on_disk": disk, "model_id": self.index.meta.get("model_id"),
                 "filter_fields": sorted(set().union(*(s.fields() for s in self.stores.values())))}
 
 
-def item_categories(item: dict) -> list[str]:
-    """An item's categories for the type rules: its "category" field (a string or a list)."""
-    v = item.get("category", [])
-    return [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, str)]
+def _signature(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _load_checked(path: Path, model, mmap: bool = True, verify: bool = False) -> InvertedIndex:
+    """The index at `path`, refused unless it was built by `model`."""
+    index = InvertedIndex.load(path, mmap=mmap, verify=verify)
+    want = index.meta.get("model_id")
+    if want != model.model_id:
+        raise IndexFileError(f"{path}: built with model {want}, but the model given is "
+                             f"{model.model_id}; rebuild the index or pass --model")
+    if index.n_terms != model.vocab.size:
+        raise IndexFileError(f"{path}: {index.n_terms} terms, the model has "
+                             f"{model.vocab.size}")
+    return index
 
 
 def validate_items(items: Iterable[dict]) -> list[dict]:
+    """Items checked as the catalogue reader checks them (deepbow/readers.py); ids unique."""
     out, seen = [], set()
     for n, it in enumerate(items):
-        if not isinstance(it, dict) or not isinstance(it.get("title"), str) or "id" not in it:
-            raise InputError(f'item {n}: needs "id" and a string "title"')
-        it = {**it, "id": str(it["id"])}
+        it = check_item(it, f"item {n}")
         if it["id"] in seen:
             raise InputError(f"item {n}: duplicate id {it['id']!r}")
         seen.add(it["id"])
@@ -497,6 +383,7 @@ def validate_items(items: Iterable[dict]) -> list[dict]:
 
 
 def encode_items(model, items: Sequence[dict], batch_size: int, progress=None):
+    """Title codes of the items as a CSR matrix (one row per item), encoded in batches."""
     from scipy import sparse
 
     parts = []

@@ -19,7 +19,9 @@ names only complete files. A first build goes to a temp directory renamed into p
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,16 +260,20 @@ class InvertedIndex:
 
     # -- disk -------------------------------------------------------------------------------
     def save(self, path: str | Path, overwrite: bool = False, extra: dict | None = None,
-             write_extra=None) -> None:
+             write_extra=None, keep: Sequence[str] = ()) -> None:
         """Write a complete index into a temp directory beside `path`, then rename it.
-        `write_extra(folder)` may first add files of the caller's and return their names."""
+        `write_extra(folder)` may first add files of the caller's and return their names;
+        `keep` names files of the index being replaced to carry over (not checksummed: the
+        edit journal grows)."""
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise IndexFileError(f"{path} exists: refusing to overwrite it (use --overwrite)")
+        check_replaceable(path, overwrite)
         with staged_dir(path) as tmp:
             extra = dict(extra or {})
             if write_extra is not None:
                 extra["files"] = list(extra.get("files", [])) + list(write_extra(tmp))
+            for name in keep:
+                if (path / name).is_file():
+                    shutil.copy2(path / name, tmp / name)
             self.write_into(tmp, extra)
 
     def commit(self, path: str | Path, extra: dict | None = None) -> None:
@@ -359,6 +365,33 @@ class InvertedIndex:
                 "terms": self.n_terms, "postings": self.n_postings,
                 "segments": len(self.segments), "bytes": nbytes,
                 "bytes_per_posting": nbytes / max(1, self.n_postings)}
+
+
+OWN_FILES = ("manifest.json", ".lock", "edits.jsonl")
+
+
+def check_replaceable(path: Path, overwrite: bool) -> None:
+    """A new index may be written at `path` when nothing is there, or, with `overwrite`, when
+    an index is there and nothing else: a folder of other files is never deleted."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not overwrite:
+        raise IndexFileError(f"{path} exists: refusing to overwrite it (use --overwrite)")
+    if not path.is_dir() or not (path / "manifest.json").is_file():
+        raise IndexFileError(f"{path} is not an index (no manifest.json): refusing to replace "
+                             "it; choose another --out")
+    manifest = read_index_manifest(path)
+    named = set(manifest.get("files", {})) if isinstance(manifest.get("files"), dict) else set()
+    other = sorted(p.name for p in path.iterdir()
+                   if p.name not in named and p.name not in OWN_FILES
+                   and not p.name.startswith((".", "seg-", "deleted-")))
+    if other:
+        raise IndexFileError(f"{path} holds files that are not the index's ({', '.join(other[:5])}"
+                             f"): refusing to replace it")
+    if Path.cwd().resolve().is_relative_to(path.resolve()):
+        raise IndexFileError(f"{path} is the current directory (or holds it): refusing to "
+                             "replace it from inside")
 
 
 def read_index_manifest(path: Path) -> dict:

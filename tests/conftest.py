@@ -11,11 +11,21 @@ import random
 import pytest
 
 from deepbow.config import NetParams, TrainConfig, TrainParams, VocabConfig
-from deepbow.datasets import Pair
+from deepbow.readers import Pair
 
 PRODUCTS = ["手机", "手机壳", "鼠标", "鼠标垫", "连衣裙", "运动鞋", "充电宝", "耳机"]
 BRANDS = ["华为", "小米", "苹果", "耐克", "罗技", "韩都"]
 FILLERS = ["新款", "正品", "包邮", "2024", "防摔", "超薄", "大容量", "夏季"]
+# a small catalogue for the index tests
+ITEMS = [
+    {"id": "a1", "title": "华为新款手机防摔", "brand": "华为", "product": "手机"},
+    {"id": "a2", "title": "小米正品手机超薄", "brand": "小米", "product": "手机"},
+    {"id": "a3", "title": "华为新款手机壳防摔", "brand": "华为", "product": "手机壳"},
+    {"id": "a4", "title": "罗技正品鼠标垫超薄", "brand": "罗技", "product": "鼠标垫"},
+    {"id": "a5", "title": "罗技包邮鼠标2024", "brand": "罗技", "product": "鼠标"},
+    {"id": "a6", "title": "耐克夏季运动鞋包邮", "brand": "耐克", "product": "运动鞋"},
+    {"id": "a7", "title": "苹果大容量充电宝", "brand": "苹果", "product": "充电宝"},
+]
 
 
 def synthetic_titles(rng: random.Random, n: int) -> list[tuple[str, str, str]]:
@@ -91,6 +101,17 @@ def synthetic_gold(seed: int, n: int) -> list:
     return out
 
 
+def tiny_ebrm_config():
+    """The shipped recipe's shape, with fewer epochs and smaller batches for 240 titles."""
+    from ebrm.config import EbrmConfig
+
+    cfg = EbrmConfig()
+    cfg.tagger.epochs = 6
+    cfg.qe.pretrain_epochs, cfg.qe.batch_size = 16, 32
+    cfg.finetune.epochs, cfg.finetune.batch_size = 3, 16
+    return cfg
+
+
 def ebrm_split(text: str) -> str:
     return "valid" if hashlib.md5(text.encode()).digest()[0] < 64 else "train"
 
@@ -106,9 +127,8 @@ def tiny_ebrm_dir(tmp_path_factory):
     torch.set_num_threads(1)
     gold = synthetic_gold(0, 240)
     lexicon = Lexicon(PRODUCTS[:4], BRANDS[:3])  # a partial gazetteer, as in real life
-    model = train_from_titles(gold, [t for t, _, _ in gold], lexicon, split=ebrm_split,
-                              tagger_epochs=6, qe_epochs=16, ft_epochs=3, qe_batch=32,
-                              log=lambda s: None)
+    model = train_from_titles(gold, [t for t, _, _ in gold], lexicon, tiny_ebrm_config(),
+                              split=ebrm_split, log=lambda s: None)
     path = tmp_path_factory.mktemp("ebrm") / "tiny-ebrm"
     model.save(path)
     return path

@@ -27,6 +27,7 @@ def test_loads_and_encodes(model):
 
 
 @needs_model
+@pytest.mark.slow
 def test_demo_runs():
     r = CliRunner().invoke(main, ["demo", "鼠标"], catch_exceptions=False)
     assert r.exit_code == 0
@@ -42,7 +43,7 @@ def test_product_word_inside_another_product_ranks_lower(model):
 
 
 def shared_or_skip():
-    from deepbow.datasets import shared_data_dir
+    from deepbow.locations import shared_data_dir
     from deepbow.errors import InputError
 
     try:
@@ -52,6 +53,8 @@ def shared_or_skip():
 
 
 @needs_model
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_pinned_metrics_on_ecom_dev_slice(model):
     from deepbow.datasets import ecommerce_pairs, ner_titles
     from deepbow.metrics import auc
@@ -75,6 +78,8 @@ PINNED_EBRM = {"ebrm": (0.9973, 0.9972), "hybrid": (0.9978, 0.9982)}
 
 @needs_model
 @needs_ebrm
+@pytest.mark.shared_data
+@pytest.mark.slow
 def test_shipped_ebrm_tags_explains_and_keeps_its_figures():
     from deepbow.datasets import ecommerce_pairs, ner_titles
     from deepbow.metrics import auc

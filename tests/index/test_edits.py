@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from index.catalogue import Catalogue
-from index.edits import EditError, Journal, replay
-from tests.test_catalogue import ITEMS
+from index.editor import append_edit, journal_of
+from index.edits import replay
+from index.journal import EditError
+from tests.conftest import ITEMS
 
 
 @pytest.fixture
@@ -134,21 +136,22 @@ def test_journal_versions_and_corruption(tmp_path):
     rec = {"seq": 1, "op": "ban", "args": {"word": "x"}}
     p.write_text(json.dumps({**rec, "v": 2}) + "\n")
     with pytest.raises(EditError, match="format version 2"):
-        Journal(p).read()
+        journal_of(p).read()
     p.write_text(json.dumps(rec) + "\n")
     with pytest.raises(EditError, match="format version None"):
-        Journal(p).read()
+        journal_of(p).read()
     p.write_text("not json\n" + json.dumps({**rec, "v": 1}) + "\n")
     with pytest.raises(EditError, match="edits.jsonl:1"):
-        Journal(p).read()
+        journal_of(p).read()
 
 
 def _writer(path: str, word: str, n: int) -> None:
-    j = Journal(path)
+    j = journal_of(path)
     for i in range(n):
-        j.append("scale", {"word": word, "factor": 1.0 + i / 100}, by=word)
+        append_edit(j, "scale", {"word": word, "factor": 1.0 + i / 100}, by=word)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_do_not_corrupt_the_journal(tmp_path):
     path = str(tmp_path / "edits.jsonl")
     ctx = mp.get_context("fork")
@@ -157,7 +160,7 @@ def test_concurrent_writers_do_not_corrupt_the_journal(tmp_path):
         p.start()
     for p in procs:
         p.join()
-    recs = Journal(path).read()
+    recs = journal_of(path).read()
     assert len(recs) == 120 and [r["seq"] for r in recs] == list(range(1, 121))
     assert replay(recs).scales["甲"] == pytest.approx(np.prod([1 + i / 100 for i in range(40)]))
 
@@ -195,7 +198,7 @@ def test_compact_folds_item_edits_and_keeps_the_journal(cat):
     rec = cat.editor.set_weight("a2", "手机", 2 * w)
     edited = ranking(cat, q)
     cat.compact()
-    assert cat.edits().overlay == {}  # now in the postings
+    assert cat.journal_edits().overlay == {}  # now in the postings
     assert ranking(cat, q) == edited
     assert len(cat.editor.log()) == 1
     reopened = Catalogue.open(cat.path, cat.model)
@@ -243,28 +246,31 @@ def test_weights_cli(cat, tiny_model_dir, tmp_path):
 
 def test_entity_pins_and_rules_change_ebrm_scores(cat, tiny_ebrm_dir):
     from ebrm.model import EBRM
+    from index.editor import Editor
+    from index.rerank import Reranker
 
-    cat.attach_ebrm(EBRM.load(tiny_ebrm_dir, cache=None))
+    rr = Reranker(cat, EBRM.load(tiny_ebrm_dir, cache=None))
+    editor = Editor(cat, rr)
     q = "华为手机"
-    ex = cat.entity_explain(q, "a1")
+    ex = rr.entity_explain(q, "a1")
     prod = next(r for r in ex.rows if r.type == "product" and not r.candidate)
-    rec = cat.editor.pin(q, "product", prod.text, s=0.0, query=q, reason="test")
+    rec = editor.pin(q, "product", prod.text, s=0.0, query=q, reason="test")
     assert rec["figures"]["scorer"] == "ebrm"
-    pinned = cat.entity_explain(q, "a1")
+    pinned = rr.entity_explain(q, "a1")
     row = next(r for r in pinned.rows if r.text == prod.text and r.type == "product")
     assert row.pinned and row.s == 0.0 and pinned.score < ex.score
     cat.editor.undo(rec["seq"])
-    assert cat.entity_explain(q, "a1").score == pytest.approx(ex.score, abs=1e-12)
+    assert rr.entity_explain(q, "a1").score == pytest.approx(ex.score, abs=1e-12)
     # a glob pattern pins every matching query
     cat.editor.pin("*手机", "product", prod.text, s=0.0)
-    assert cat.entity_explain("小米手机", "a1").sat < 0.5
+    assert rr.entity_explain("小米手机", "a1").sat < 0.5
     # type rules: ignore drops brands from the logic, must_match makes a conflict fatal
-    other = cat.entity_explain(q, "a2")  # 小米: another brand
+    other = rr.entity_explain(q, "a2")  # 小米: another brand
     cat.editor.rule("*", "brand", "ignore")
-    ignored = cat.entity_explain(q, "a2")
+    ignored = rr.entity_explain(q, "a2")
     assert ignored.ok >= other.ok and "ignored (rule)" in ignored.to_text()
     cat.editor.rule("*", "brand", "must_match")
-    fatal = cat.entity_explain(q, "a2")
+    fatal = rr.entity_explain(q, "a2")
     assert fatal.sat <= other.sat * (1 + 1e-9) and "must-match" in fatal.to_text()
 
 
@@ -287,17 +293,16 @@ def test_journal_applies_to_pair_scoring_and_explain(cat, tiny_model_dir, tmp_pa
 
     import deepbow
     from cli.main import main
-    from index.editor import apply_journal
 
     m = deepbow.load(tiny_model_dir)
     q, t = "华为手机", "华为新款手机防摔"
     base = m.score(q, [t])[0]
     cat.editor.ban("华为")
-    apply_journal(m, cat.path)
-    banned = m.score(q, [t])[0]
+    edits = deepbow.read_edits(cat.path)
+    banned = m.score(q, [t], edits)[0]
     assert banned < base and banned == pytest.approx(cat.explain(q, "a1").score, abs=1e-12)
-    assert all(r.word != "华为" for r in m.explain(q, t).rows)
-    assert m.score_pairs([(q, t)])[0] == banned
+    assert all(r.word != "华为" for r in m.explain(q, t, edits).rows)
+    assert m.score_pairs([(q, t)], edits=edits)[0] == banned
     pairs = tmp_path / "p.jsonl"
     pairs.write_text(json.dumps({"query": q, "title": t}, ensure_ascii=False) + "\n")
     out = tmp_path / "o.jsonl"

@@ -9,9 +9,10 @@ import urllib.request
 
 import pytest
 
-from cli.studio import Studio, serve
 from index.catalogue import Catalogue
-from tests.test_catalogue import ITEMS
+from index.rerank import Reranker
+from index.studio import Studio, serve
+from tests.conftest import ITEMS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -23,15 +24,21 @@ def server(tiny_model, tiny_ebrm_dir, tmp_path):
 
     cat = Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
     # a persistent QE cache, as `deepbow studio` opens it: used from the server's threads
-    cat.attach_ebrm(EBRM.load(tiny_ebrm_dir, cache=tmp_path / "qe.sqlite"))
-    srv = serve(Studio(cat, user="tester"), "127.0.0.1", 0)
+    rr = Reranker(cat, EBRM.load(tiny_ebrm_dir, cache=tmp_path / "qe.sqlite"))
+    studio = Studio(cat, rr, user="tester")
+    srv = serve(studio, "127.0.0.1", 0)
+    TOKEN[0] = studio.token
     yield f"http://127.0.0.1:{srv.server_address[1]}", cat
     srv.shutdown()
 
 
+TOKEN = [""]
+
+
 def call(url, body=None):
     req = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "X-Deepbow-Token": TOKEN[0]})
     try:
         with urllib.request.urlopen(req) as r:
             return r.status, json.loads(r.read())
@@ -46,16 +53,17 @@ def test_api_search_edit_undo(server):
     assert "entities" in res["hits"][0]
     first = [h["id"] for h in res["hits"]]
     last = first[-1]
-    st, rec = call(f"{base}/api/edit", {"op": "set", "item": last, "word": "华为",
-                                        "weight": 1.5, "query": "华为手机"})
+    st, rec = call(f"{base}/api/edit", {"op": "set", "query": "华为手机",
+                                        "args": {"item": last, "word": "华为", "weight": 1.5}})
     after = [h["id"] for h in rec["figures"]["after"]]
     assert st == 200 and rec["by"] == "tester" and after.index(last) < first.index(last)
     st, res = call(f"{base}/api/search?q=" + urllib.request.quote("华为手机"))
     assert [h["id"] for h in res["hits"]] == after
-    st, err = call(f"{base}/api/edit", {"op": "set", "item": "nope", "word": "华为",
-                                        "weight": 1})
+    st, err = call(f"{base}/api/edit", {"op": "set", "args": {"item": "nope", "word": "华为",
+                                                              "weight": 1}})
     assert st == 400 and "unknown item" in err["error"]
-    st, err = call(f"{base}/api/edit", {"op": "scale", "word": "华为", "factor": "lots"})
+    st, err = call(f"{base}/api/edit", {"op": "scale", "args": {"word": "华为",
+                                                                "factor": "lots"}})
     assert st == 400 and "number" in err["error"]
     st, _ = call(f"{base}/api/undo", {"seq": rec["seq"]})
     st, res = call(f"{base}/api/search?q=" + urllib.request.quote("华为手机"))
@@ -82,6 +90,8 @@ def browser():
     drv.quit()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_page_type_search_edit_see_order_change_undo(server, browser):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By

@@ -54,11 +54,12 @@ def test_corrupt_manifest(model_copy):
 
 
 def test_mismatched_network(model_copy):
-    from deepbow.modelfile import compute_model_id
+    from deepbow.encoder import FORMAT
+    from deepbow.modelfile import model_id
 
     m = json.loads((model_copy / "manifest.json").read_text(encoding="utf-8"))
     m["net"]["dim"] = 32  # a consistent manifest whose network the weights do not fit
-    m["model_id"] = compute_model_id(m["files"], m)
+    m["model_id"] = model_id(FORMAT, m["files"], m)
     (model_copy / "manifest.json").write_text(json.dumps(m), encoding="utf-8")
     with pytest.raises(ModelFileError, match="has shape"):
         deepbow.load(model_copy)

@@ -90,7 +90,7 @@ def test_index_build_search_and_maintain(run, tmp_path):
     assert r.exit_code != 0 and "--overwrite" in r.output
     r = run("search", ix, "罗技鼠标", "--json")
     hits = json.loads(r.output)["hits"]
-    assert hits and hits[0]["id"] in ("p2", "p3") and "brand" in hits[0]
+    assert hits and hits[0]["id"] in ("p2", "p3") and "brand" in hits[0]["fields"]
     r = run("search", ix, "手机", "--filter", "brand=小米", "--json")
     assert {h["id"] for h in json.loads(r.output)["hits"]} <= {"p1"}
     r = run("search", ix, "手机", "--filter", "brand")

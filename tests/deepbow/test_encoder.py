@@ -64,9 +64,8 @@ def test_score_pairs_matches_score(tiny_model):
 
 
 def test_learns_the_synthetic_task(tiny_model):
-    from conftest import synthetic_pairs
-
     from deepbow.metrics import auc
+    from tests.conftest import synthetic_pairs
 
     pairs = synthetic_pairs(2)  # titles neither trained nor calibrated on
     s = tiny_model.score_pairs([(p.query, p.title) for p in pairs])
@@ -108,7 +107,7 @@ def test_query_l1_norm_keeps_each_ranking(tiny_model):
 
 def test_hard_negative_repeat_is_read_from_toml_and_checked(tmp_path):
     from deepbow.config import TrainConfig
-    from deepbow.datasets import Pair
+    from deepbow.readers import Pair
     from deepbow.train import train_model
 
     f = tmp_path / "c.toml"
@@ -120,6 +119,7 @@ def test_hard_negative_repeat_is_read_from_toml_and_checked(tmp_path):
                     TrainConfig.from_toml(f))
 
 
+@pytest.mark.slow
 def test_training_on_l1_normalised_queries_ships_that_normalisation():
     from tests.conftest import tiny_config, train_tiny
 
@@ -132,6 +132,7 @@ def test_training_on_l1_normalised_queries_ships_that_normalisation():
     assert abs(float((q.codes * q.scale).sum()) - 1.0) < 0.05  # weights sum to one
 
 
+@pytest.mark.slow
 def test_sigmoid_title_weights_are_memberships_and_round_trip(tmp_path):
     from deepbow.config import NetParams, TrainConfig
     from deepbow.encoder import DeepBoW
@@ -160,10 +161,11 @@ def test_sigmoid_title_weights_are_memberships_and_round_trip(tmp_path):
         TrainConfig.from_toml(f)
 
 
+@pytest.mark.slow
 def test_pairwise_loss_puts_exact_matches_above_hard_negatives():
     import torch
 
-    from deepbow.datasets import Pair
+    from deepbow.readers import Pair
     from deepbow.train import hard_triples, pair_loss
     from tests.conftest import synthetic_pairs, tiny_config, train_tiny
 
@@ -206,6 +208,7 @@ def test_a_compound_word_yields_its_head_but_not_its_modifier():
     assert "鼠标" not in {t.surface for t in v.text_terms(["鼠标垫"], None, True)}
 
 
+@pytest.mark.slow
 def test_calibration_chooses_the_expansion_and_a_model_without_it_adds_no_words(tmp_path):
     from deepbow.encoder import DeepBoW
     from tests.conftest import train_tiny

@@ -8,16 +8,7 @@ import pytest
 from deepbow.errors import InputError
 from index.catalogue import Catalogue
 from index.inverted import IndexFileError
-
-ITEMS = [
-    {"id": "a1", "title": "华为新款手机防摔", "brand": "华为", "product": "手机"},
-    {"id": "a2", "title": "小米正品手机超薄", "brand": "小米", "product": "手机"},
-    {"id": "a3", "title": "华为新款手机壳防摔", "brand": "华为", "product": "手机壳"},
-    {"id": "a4", "title": "罗技正品鼠标垫超薄", "brand": "罗技", "product": "鼠标垫"},
-    {"id": "a5", "title": "罗技包邮鼠标2024", "brand": "罗技", "product": "鼠标"},
-    {"id": "a6", "title": "耐克夏季运动鞋包邮", "brand": "耐克", "product": "运动鞋"},
-    {"id": "a7", "title": "苹果大容量充电宝", "brand": "苹果", "product": "充电宝"},
-]
+from tests.conftest import ITEMS
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepbow.datasets import Pair
 from deepbow.errors import InputError, ModelFileError
+from deepbow.readers import Pair
 from ebrm.cache import QECache
 from ebrm.lexicon import Entity, Lexicon
 from ebrm.model import EBRM, EntityTable
@@ -198,14 +198,15 @@ def test_save_load_round_trip_and_corruption(tiny, tmp_path):
 
 
 def test_hybrid_combines_and_explains(tiny, tiny_model, tmp_path):
-    from ebrm.hybrid import BETAS, Hybrid, fit_hybrid
+    from ebrm.config import HybridParams
+    from ebrm.hybrid import Hybrid, fit_hybrid
 
     model, _ = tiny
     titles = ["华为新款手机防摔", "小米新款手机防摔", "华为新款手机壳防摔"]
     d, e = tiny_model.score("华为手机", titles), model.score("华为手机", titles)
     pairs = [Pair("华为手机", t, y) for t, y in zip(titles, [2, 1, 0], strict=True)]
     cfg = fit_hybrid(pairs, d, e, tiny_model.label(d), model.label(e))
-    assert set(cfg["valid_gain_by_beta"]) == {str(b) for b in BETAS}
+    assert set(cfg["valid_gain_by_beta"]) == {str(b) for b in HybridParams().betas}
     model.manifest["hybrid"] = {**cfg, "deepbow_model_id": tiny_model.model_id}
     h = Hybrid(tiny_model, model)
     s = h.score("华为手机", titles)

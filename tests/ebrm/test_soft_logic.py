@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from ebrm.soft_logic import FAMILIES, item_relevance, soft_and, soft_or
+from ebrm.soft_logic import FAMILIES, soft_and, soft_or
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -36,16 +36,6 @@ def test_bounds_and_monotonicity(family):
         assert soft_or(y, family) >= o - 1e-12
 
 
-def test_item_relevance_reading():
-    # a matching product entity and no conflict → relevant; a conflict (wrong brand) → not
-    assert item_relevance(np.array([0.0, 1.0]), np.array([1.0, 1.0, 1.0])) == 1.0
-    assert item_relevance(np.array([1.0]), np.array([1.0, 0.0])) == 0.0
-    assert item_relevance(np.zeros(0), np.array([1.0])) == 0.0  # no product entity
-    # batched: leading axes are kept
-    s = item_relevance(np.array([[0.9, 0.1], [0.2, 0.1]]), np.array([[0.95], [0.95]]))
-    assert s.shape == (2,) and s[0] > s[1]
-
-
 def test_unknown_family():
     with pytest.raises(ValueError, match="unknown t-norm"):
         soft_and(np.ones(2), "zadeh")
@@ -58,7 +48,8 @@ def test_torch_matches_numpy_and_has_gradients(family):
     s, c = rng.random((3, 2)), rng.random((3, 4))
     ts = torch.tensor(s, requires_grad=True)
     tc = torch.tensor(c, requires_grad=True)
-    out = item_relevance(ts, tc, family)
-    np.testing.assert_allclose(out.detach().numpy(), item_relevance(s, c, family), atol=1e-12)
+    out = soft_or(ts, family) * (1 + soft_and(tc, family))  # EBRM's sat · (1 + ok)
+    want = soft_or(s, family) * (1 + soft_and(c, family))
+    np.testing.assert_allclose(out.detach().numpy(), want, atol=1e-12)
     out.sum().backward()
     assert ts.grad is not None and torch.isfinite(ts.grad).all()

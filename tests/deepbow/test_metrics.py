@@ -70,8 +70,8 @@ def test_hard_negative_rate():
 
 
 def test_metric_row_partial_match_figures():
-    from deepbow.datasets import Pair
     from deepbow.evaluate import metric_row
+    from deepbow.readers import Pair
 
     pairs = [Pair("a", "t1", 2), Pair("a", "t2", 1), Pair("a", "t3", 0),
              Pair("b", "t4", 2), Pair("b", "t5", 0)]  # b has no partial match
