@@ -204,3 +204,24 @@ def data_prepare(out_dir, data_dir):
     for name, pairs in evaluation_files(data_dir).items():
         write_pairs(pairs, out_dir / name)
         click.echo(f"{out_dir / name}: {len(pairs)} pairs")
+
+
+@data.command("split")
+@pairs_option
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              required=True)
+@click.option("--share", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.6, show_default=True, help="Share of each query kind's queries in tune.")
+@handle_errors
+def data_split(pairs_path, out_dir, share):
+    """Split a judged file into query-disjoint tune.jsonl and check.jsonl (stratified by query
+    kind, by a hash of the qid): choose and train on tune, measure on check."""
+    from deepbow.datasets import split_judged, write_pairs
+    from deepbow.readers import read_pairs
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in zip(("tune.jsonl", "check.jsonl"),
+                          split_judged(list(read_pairs(pairs_path)), share), strict=True):
+        write_pairs(part, out_dir / name)
+        click.echo(f"{out_dir / name}: {len(part)} pairs, "
+                   f"{len({p.qid or p.query for p in part})} queries")
