@@ -154,17 +154,40 @@ def eval_cmd(pairs_path, no_baseline, failures, model_path, scorer, ebrm_path, e
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True,
-                                                         dir_okay=False), required=True)
+                                                         dir_okay=False), default=None,
+              help="The recipe (TOML; default: deepbow/configs/default.toml, or finetune.toml "
+                   "with --pairs).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               required=True, help="Model directory to write.")
+@click.option("--init", "init_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Start from this model (its vocabulary and weights): "
+                                 "fine-tuning.")
+@click.option("--pairs", "pairs_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), default=None,
+              help="Train on these labelled pairs (0/1/2 or E/S/C/I) instead of the shared "
+                   "data; needs --init.")
+@click.option("--valid", "valid_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), default=None,
+              help="With --pairs: validation pairs (default: a query-disjoint 15% of --pairs).")
 @data_option
 @handle_errors
-def train(config_path, out_dir, data_dir):
-    """Train a DeepBoW model from the shared data (see the README for the shipped recipe)."""
-    from deepbow.config import TrainConfig
-    from deepbow.train import train_default
+def train(config_path, out_dir, init_dir, pairs_path, valid_path, data_dir):
+    """Train a DeepBoW model from the shared data (the shipped recipe, see the README), or
+    fine-tune one (--init) on your own labelled query–title pairs (--pairs)."""
+    from deepbow.config import TrainConfig, default_config_path
+    from deepbow.readers import labelled, read_pairs
+    from deepbow.train import train_default, train_on_pairs
 
-    train_default(TrainConfig.from_toml(config_path), out_dir, data_dir, log=log_line)
+    cfg = TrainConfig.from_toml(config_path or default_config_path(
+        "finetune.toml" if pairs_path else "default.toml"))
+    if pairs_path is None:
+        train_default(cfg, out_dir, data_dir, log=log_line, init=init_dir)
+        return
+    if init_dir is None:
+        raise click.UsageError("--pairs fine-tunes a model: give it with --init")
+    pairs = labelled(list(read_pairs(pairs_path)), pairs_path)
+    valid = labelled(list(read_pairs(valid_path)), valid_path) if valid_path else None
+    train_on_pairs(init_dir, pairs, valid, cfg.train, out_dir, log=log_line)
 
 
 @click.command()

@@ -119,7 +119,9 @@ def test_table_scoring_matches_training_forward(tiny):
 
     model, path = tiny
     model = EBRM.load(path, cache=None)
-    model.manifest["query_brand_presence"] = False  # training has no query-side term
+    # training reads the logic without its query-side terms and title weights
+    model.manifest.update(query_brand_presence=False, query_focus="full", product_backoff=0.0,
+                          candidate_modifier_weight=1.0, secondary_product_weight=1.0)
     titles = ["华为新款手机防摔", "小米超薄鼠标垫夏季", "罗技2024耳机正品"]
     score, sat, ok = model.score_table("华为手机", model.table(titles))
     with torch.inference_mode():
@@ -160,7 +162,10 @@ def test_cache_shared_by_titles_with_the_same_entity(tiny):
     m = EBRM.load(path, cache=None)
     titles = [f"华为{f}手机{g}" for f in FILLERS for g in FILLERS if f != g]
     m.score("华为手机", titles)
-    assert m.cache.misses == len(m.table(titles).keys) < len(titles)
+    # each entity judged once for the query (and once for its product word, which the
+    # query focus asks about), however many titles share it
+    asked = {"华为手机", *m.query_products("华为手机")}
+    assert m.cache.misses == len(asked) * len(m.table(titles).keys) < len(titles)
 
 
 def test_cache_invalidated_when_the_model_changes(tmp_path):
