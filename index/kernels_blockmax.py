@@ -1,0 +1,359 @@
+"""Block-max MaxScore over windows of documents: the index's exact top-k kernel.
+
+Postings as in kernels.py, plus block-max metadata: each term's list is cut into blocks of
+BLOCK postings (the last one shorter), and for each block the doc number of its last posting
+(`blk_last`, int32) and its largest impact (`blk_max`, uint8); a term's blocks are
+bptr[t]..bptr[t+1]-1 and block i of term t starts at posting indptr[t] + i × BLOCK, so a block's
+first doc is read from the postings themselves. About 5 bytes per 64 postings (0.1 B/posting).
+
+The walk is MaxScore (Turtle & Flood 1995) over windows of documents, as Lucene's
+MaxScoreBulkScorer does: theta is the score a doc must beat to enter the top k; a set of
+"non-essential" lists whose upper bounds (code × the term's largest impact) sum to at most
+theta cannot lift a doc absent from every other list above it, so documents are taken only from
+the essential lists, and each candidate looks up the non-essential ones only while they can
+still lift it above theta. Within a window the essential lists are added term at a time into
+an accumulator (a bit per slot marks the touched ones, so the scan costs what was touched);
+a single essential list is read directly. Windows start at 8,192 documents and double up to
+SPAN_MAX; the scratch arrays are reused across queries (`workspace`). On top of that:
+* theta starts above 0: if k docs of one list have an impact >= v, k docs score at least
+  code × v (counted on the short lists, `_seed`), so the first windows already prune;
+* the partition is chosen by cost, not by bound alone (`_partition`): MaxScore's smallest
+  bounds first, or the lists with the most postings per unit of bound (a frequent word with a
+  middling weight), whichever leaves fewer essential postings; a short non-essential list is
+  walked instead of probed. On DeepBoW vectors, whose impacts sit near 255 so that bounds
+  hardly differ, this walks the rare words and probes the frequent ones. It is redone between
+  windows whenever theta has risen;
+* a candidate is checked against each non-essential list's block maximum before the postings
+  are touched (block-max MaxScore): the block cursor moves over the small metadata arrays, and
+  only a candidate that can still beat theta with that block's bound gallops inside the block.
+Exact: every skipped doc provably scores at most theta, and docs are taken in increasing doc
+order, so an equal score loses to the heap's (lower-numbered) docs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from index.kernels import _advance, _min_head, _sift_down, _sift_up, _sorted_heap
+
+BLOCK = 64  # postings per block of the block-max metadata
+WINDOW = 8192  # documents in the first window
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
+
+
+def _debruijn_table() -> np.ndarray:
+    table = np.zeros(64, np.int64)
+    for i in range(64):
+        table[((1 << i) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58] = i
+    return table
+
+
+_LOWEST_BIT = _debruijn_table()  # the position of w's lowest set bit: [(lowbit × _DEBRUIJN) >> 58]
+
+
+@njit(cache=True, nogil=True)
+def block_maxima(indptr, docs, impacts):
+    """(bptr int64, blk_last int32, blk_max uint8) of CSR-over-terms postings."""
+    n_terms = indptr.shape[0] - 1
+    bptr = np.zeros(n_terms + 1, np.int64)
+    for t in range(n_terms):
+        bptr[t + 1] = bptr[t] + (indptr[t + 1] - indptr[t] + BLOCK - 1) // BLOCK
+    blk_last = np.empty(bptr[n_terms], np.int32)
+    blk_max = np.zeros(bptr[n_terms], np.uint8)
+    for t in range(n_terms):
+        g = bptr[t]
+        for a in range(indptr[t], indptr[t + 1], BLOCK):
+            b = min(a + BLOCK, indptr[t + 1])
+            m = impacts[a]
+            for p in range(a + 1, b):
+                if impacts[p] > m:
+                    m = impacts[p]
+            blk_max[g] = m
+            blk_last[g] = docs[b - 1]
+            g += 1
+    return bptr, blk_last, blk_max
+
+
+def block_maxima_ref(indptr, docs, impacts):
+    """numpy twin of block_maxima."""
+    lens = np.diff(np.asarray(indptr, np.int64))
+    nb = (lens + BLOCK - 1) // BLOCK
+    bptr = np.concatenate([[0], np.cumsum(nb)]).astype(np.int64)
+    starts = np.concatenate([np.arange(indptr[t], indptr[t + 1], BLOCK)
+                             for t in range(len(lens))] + [np.zeros(0, np.int64)])
+    starts = starts.astype(np.int64)
+    ends = np.minimum(starts + BLOCK, np.repeat(np.asarray(indptr[1:], np.int64), nb))
+    blk_max = (np.maximum.reduceat(impacts, starts) if starts.size else np.zeros(0, np.uint8))
+    return bptr, np.asarray(docs)[ends - 1].astype(np.int32), blk_max.astype(np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _fill(order, ub, pos, end, theta, in_n):
+    """Lists join the non-essential set in `order` while their bounds fit under theta;
+    returns the postings left to the essential ones."""
+    total = np.int64(0)
+    cost = np.int64(0)
+    for i in range(order.shape[0]):
+        j = order[i]
+        in_n[j] = total + ub[j] <= theta
+        if in_n[j]:
+            total += ub[j]
+        else:
+            cost += end[j] - pos[j]
+    return cost
+
+
+@njit(cache=True, nogil=True)
+def _partition(ub, pos, end, theta, ordr, cum):
+    """Choose the non-essential lists (bounds summing to <= theta) leaving the fewest essential
+    postings: the smallest bounds first (MaxScore), or the most postings per bound first.
+    Fills ordr (non-essential lists by increasing bound, then the essential ones) and cum
+    (cum[i]: the bounds of ordr[0..i-1] summed); returns how many are non-essential."""
+    nq = ub.shape[0]
+    by_ub = np.argsort(ub, kind="mergesort")
+    key = np.empty(nq, np.float64)
+    for j in range(nq):
+        key[j] = -(end[j] - pos[j]) / max(ub[j], 1)
+    in_n = np.empty(nq, np.bool_)
+    alt = np.empty(nq, np.bool_)
+    cost = _fill(by_ub, ub, pos, end, theta, in_n)
+    alt_cost = _fill(np.argsort(key, kind="mergesort"), ub, pos, end, theta, alt)
+    if alt_cost < cost:
+        in_n[:] = alt
+        cost = alt_cost
+    # a short non-essential list costs more probed than walked: most essential docs would
+    # look it up, while walking it costs its own few postings
+    by_len = np.argsort(end - pos, kind="mergesort")
+    for i in range(nq):
+        j = by_len[i]
+        if in_n[j] and ub[j] > 0 and (end[j] - pos[j]) <= WALK_SHORT * cost:
+            in_n[j] = False
+            cost += end[j] - pos[j]
+    ne = 0
+    m = nq - 1
+    for i in range(nq):  # by increasing bound: the non-essential ones keep that order
+        j = by_ub[i]
+        if in_n[j]:
+            ordr[ne] = j
+            ne += 1
+        else:
+            ordr[m] = j
+            m -= 1
+    cum[0] = 0
+    for i in range(ne):
+        cum[i + 1] = cum[i] + ub[ordr[i]]
+    return ne
+
+
+WALK_SHORT = 0.25
+SPAN_MAX = 1 << 16  # the longest window, in documents (the workspace's size)
+SEED_MAX = 16384  # lists up to this long are counted for the starting threshold
+
+
+@njit(cache=True, nogil=True)
+def _seed(docs, impacts, codes, ub, pos, end, k, allowed):
+    """A starting threshold: if k allowed docs of one list have impact >= v, k docs score at
+    least code × v, so a doc scoring less cannot be in the top k. Counted (a histogram of
+    the 8-bit impacts) over lists of at most SEED_MAX postings, largest bound first, skipping
+    a list whose bound cannot raise it and stopping a count once k postings hold the list's
+    largest impact; returns that bound - 1 (a doc must score more than it)."""
+    hist = np.zeros(256, np.int64)
+    theta = np.int64(0)
+    use_mask = allowed.shape[0] > 0
+    order = np.argsort(-ub)
+    for i in range(codes.shape[0]):
+        j = order[i]
+        if ub[j] - 1 <= theta:
+            break
+        if end[j] - pos[j] < k or end[j] - pos[j] > SEED_MAX:
+            continue
+        top = ub[j] // codes[j]
+        hist[:] = 0
+        for p in range(pos[j], end[j]):
+            if not use_mask or allowed[docs[p]] != 0:
+                hist[impacts[p]] += 1
+                if impacts[p] == top and hist[top] >= k:
+                    break
+        seen = 0
+        for v in range(255, 0, -1):
+            seen += hist[v]
+            if seen >= k:
+                theta = max(theta, codes[j] * v - 1)
+                break
+    return theta
+
+
+@njit(cache=True, nogil=True)
+def _permute(ordr, a, tmp):
+    for i in range(ordr.shape[0]):
+        tmp[i] = a[ordr[i]]
+    a[:] = tmp
+
+
+def workspace(size: int = SPAN_MAX) -> tuple:
+    """The scratch arrays of blockmax_topk for windows of up to `size` documents: an
+    accumulator and a bit per slot (zero on entry, left zero), and candidate arrays. One per
+    thread, reused across queries, so that no query pays for clearing half a megabyte."""
+    return (np.zeros(size, np.int64), np.zeros((size + 63) >> 6, np.uint64),
+            np.empty(size, np.int64), np.empty(size, np.int64))
+
+
+@njit(cache=True, nogil=True)
+def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_terms, q_codes,
+                  k, allowed, acc, touched, cand_d, cand_s, window=WINDOW):
+    """Exact top-k by block-max MaxScore over windows; (doc numbers, integer scores), best
+    first, ties by doc number. Unknown terms and codes <= 0 match nothing. The first window
+    spans `window` documents, each next one twice as many up to the workspace's size (see
+    `workspace`). Lists 0..ne-1 are non-essential (bounds by increasing size, cum[i] the sum
+    of the first i), ne..nq-1 essential; the per-list arrays are kept in that order."""
+    hs = np.empty(max(k, 1), np.int64)
+    hd = np.empty(max(k, 1), np.int64)
+    n_terms = indptr.shape[0] - 1
+    nq = 0
+    for j in range(q_terms.shape[0]):
+        nq += 0 <= q_terms[j] < n_terms and q_codes[j] > 0
+    if nq == 0 or k <= 0:
+        return hd[:0], hs[:0]
+    codes = np.empty(nq, np.int64)
+    ub = np.empty(nq, np.int64)
+    pos = np.empty(nq, np.int64)
+    end = np.empty(nq, np.int64)
+    pst = np.empty(nq, np.int64)  # the list's first posting
+    bcur = np.empty(nq, np.int64)  # its block cursor (non-essential lists)
+    bfirst = np.empty(nq, np.int64)
+    bend = np.empty(nq, np.int64)
+    j = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        if not (0 <= t < n_terms and q_codes[i] > 0):
+            continue
+        codes[j] = q_codes[i]
+        ub[j] = codes[j] * max_impact[t]
+        pos[j] = indptr[t]
+        pst[j] = indptr[t]
+        end[j] = indptr[t + 1]
+        bcur[j] = bptr[t]
+        bfirst[j] = bptr[t]
+        bend[j] = bptr[t + 1]
+        j += 1
+    wend = np.empty(nq, np.int64)
+    ordr = np.empty(nq, np.int64)
+    cum = np.zeros(nq + 1, np.int64)
+    one = np.uint64(1)
+    table = _LOWEST_BIT
+    use_mask = allowed.shape[0] > 0
+    n = 0
+    # a doc must score > theta to be in the top k: k docs of one list alone already reach
+    # theta + 1 (the lists short enough to count)
+    theta = _seed(docs, impacts, codes, ub, pos, end, k, allowed)
+    parted = np.int64(-1)  # theta at the last partition
+    ne = 0
+    big = np.iinfo(np.int64).max
+    lim = 0
+    span = min(window, acc.shape[0])
+    while True:
+        if theta > parted:
+            parted = theta
+            ne = _partition(ub, pos, end, theta, ordr, cum)
+            for a in (codes, ub, pos, end, pst, bcur, bfirst, bend):
+                _permute(ordr, a, wend)
+            for j in range(ne, nq):  # every doc below lim is decided
+                pos[j] = _advance(docs, pos[j], end[j], lim)
+        base = _min_head(docs, pos, end, ne, nq, big)
+        if base == big:
+            break
+        lim = base + span
+        for j in range(ne, nq):
+            wend[j] = _advance(docs, pos[j], end[j], lim)
+        lo = theta - cum[ne]
+        nc = 0
+        if ne == nq - 1:  # one essential list: each posting is a doc
+            c = codes[ne]
+            for p in range(pos[ne], wend[ne]):
+                s = c * impacts[p]
+                if s > lo and (not use_mask or allowed[docs[p]] != 0):
+                    cand_d[nc] = docs[p]
+                    cand_s[nc] = s
+                    nc += 1
+            pos[ne] = wend[ne]
+        else:
+            for j in range(ne, nq):  # term at a time into the window's accumulator
+                c = codes[j]
+                for p in range(pos[j], wend[j]):
+                    o = docs[p] - base
+                    acc[o] += c * impacts[p]
+                    touched[o >> 6] |= one << np.uint64(o & 63)
+                pos[j] = wend[j]
+            for wi in range((span + 63) >> 6):  # the touched slots, in doc order
+                w = touched[wi]
+                touched[wi] = 0
+                while w != 0:
+                    low = w & (~w + one)
+                    w ^= low
+                    o = wi * 64 + table[(low * _DEBRUIJN) >> np.uint64(58)]
+                    s = acc[o]
+                    acc[o] = 0
+                    if s > lo and (not use_mask or allowed[base + o] != 0):
+                        cand_d[nc] = base + o
+                        cand_s[nc] = s
+                        nc += 1
+        span = min(span * 2, acc.shape[0])
+        for i in range(nc):
+            d = cand_d[i]
+            s = cand_s[i]
+            j = ne - 1  # non-essential lists (only once the heap is full), largest bound first
+            while j >= 0:
+                if s + cum[j + 1] <= theta:
+                    break
+                g = bcur[j]
+                while g < bend[j] and blk_last[g] < d:
+                    g += 1
+                bcur[j] = g
+                if g < bend[j]:
+                    bs = pst[j] + (g - bfirst[j]) * BLOCK
+                    if docs[bs] <= d:
+                        if s + codes[j] * blk_max[g] + cum[j] <= theta:
+                            break
+                        p = _advance(docs, max(pos[j], bs), min(bs + BLOCK, end[j]), d)
+                        pos[j] = p
+                        if docs[p] == d:
+                            s += codes[j] * impacts[p]
+                    elif pos[j] < bs:
+                        pos[j] = bs
+                j -= 1
+            if j >= 0 or s <= theta:  # an equal score loses: its doc number is higher
+                continue
+            if n < k:
+                hs[n] = s
+                hd[n] = d
+                _sift_up(hs, hd, n)
+                n += 1
+                if n == k:
+                    theta = hs[0]
+            else:
+                hs[0] = s
+                hd[0] = d
+                _sift_down(hs, hd, n, 0)
+                theta = hs[0]
+    return _sorted_heap(hs, hd, n)
+
+
+@njit(cache=True, nogil=True)
+def batch_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_ptr, q_terms,
+               q_codes, k, allowed, acc, touched, cand_d, cand_s):
+    """blockmax_topk for many queries in one call (flat terms and codes with a pointer array,
+    as bm25s passes them), so a thread runs a whole chunk without the GIL; rows are padded
+    with doc -1 and score 0."""
+    nq = q_ptr.shape[0] - 1
+    kk = max(k, 0)
+    out_d = np.full((nq, kk), -1, np.int64)
+    out_s = np.zeros((nq, kk), np.int64)
+    for i in range(nq):
+        a, b = q_ptr[i], q_ptr[i + 1]
+        d, s = blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max,
+                             q_terms[a:b], q_codes[a:b], k, allowed, acc, touched, cand_d,
+                             cand_s)
+        out_d[i, : d.shape[0]] = d
+        out_s[i, : s.shape[0]] = s
+    return out_d, out_s
