@@ -1,0 +1,258 @@
+"""deepbow's exact top-k against PISA, Seismic and numpy on the same postings, in one run.
+
+    pip install -e '.[bench]'                  # pyterrier-pisa, pyseismic-lsr (Java 17 for PISA)
+    python benchmarks/peers.py                 # both corpora at 100k and 1M docs, 1000 queries
+    python benchmarks/peers.py --docs 100000 --queries 300 --corpus synthetic   # a quick look
+
+For each corpus (benchmarks/peer_corpora.py: DeepBoW-like vectors of real titles and queries
+encoded by the shipped model, and the synthetic Zipfian learned-sparse corpus of
+benchmarks/retrieval.py) and size, every engine gets the same 8-bit impacts and integer query
+codes, so they all compute the same integer scores:
+  * numpy-taat   a term-at-a-time accumulator over a CSC of the postings, then an exact top-k
+                 (ties by doc number); it is also the exhaustive reference every other engine
+                 is checked against
+  * deepbow      InvertedIndex: one query at a time (search_codes; its p50/p99), and
+                 batch_search_codes with --threads 1 and N (one numba call per chunk)
+  * pisa-*       PISA through pyterrier-pisa: maxscore, block_max_wand, block_max_maxscore, each
+                 a batch in PISA's own C++ loop, one thread; the best one also on N threads
+  * seismic      approximate (recall@k reported), its batch_search on one thread
+Single-thread figures run with NUMBA_NUM_THREADS=1 and PISA/Seismic threads=1. Each QPS is the
+fastest of --passes passes over all the queries (this shared machine's speed drifts between
+minutes); p50/p99 are per query. "exact" counts queries whose top-k equals the exhaustive one
+(same docs, same order, ties by doc number); "recall" counts a returned doc as right when its
+true score reaches the exhaustive k-th score (so any tie order is right). Build is from the
+docs × terms impacts in memory; bytes/posting is what each engine searches (PISA: compressed
+postings plus block-max data; deepbow: postings plus block maxima). Peak RSS is the process's
+so far (engines are built one after another in one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from scipy import sparse  # noqa: E402
+from timing import fastest_pass  # noqa: E402
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Exhaustive:
+    """numpy term-at-a-time over a CSC of the postings, and the exact top-k of each query."""
+
+    def __init__(self, docs: sparse.csr_matrix) -> None:
+        t = time.perf_counter()
+        csc = sparse.csc_matrix(docs)
+        csc.sort_indices()
+        self.indptr, self.docs = csc.indptr, csc.indices
+        self.impacts = csc.data.astype(np.int64)
+        self.build_s = time.perf_counter() - t
+        self.bytes = csc.indptr.nbytes + csc.indices.nbytes + csc.data.nbytes
+        self.n_docs = docs.shape[0]
+        self.rows = docs
+
+    def top(self, q, k: int):
+        acc = np.zeros(self.n_docs, np.int64)
+        for term, c in zip(*q, strict=True):
+            sl = slice(self.indptr[term], self.indptr[term + 1])
+            acc[self.docs[sl]] += c * self.impacts[sl]
+        if self.n_docs > k:
+            kth = np.partition(acc, self.n_docs - k)[self.n_docs - k]
+            d = np.nonzero(acc >= max(kth, 1))[0]
+        else:
+            d = np.nonzero(acc > 0)[0]
+        order = np.lexsort((d, -acc[d]))[:k]
+        return d[order], acc[d[order]]
+
+    def scores(self, q, found: np.ndarray) -> np.ndarray:
+        """The exact scores of some docs for a query."""
+        w = np.zeros(self.rows.shape[1], np.int64)
+        w[q[0]] = q[1]
+        return self.rows[found] @ w if len(found) else np.zeros(0, np.int64)
+
+
+def report(rows: list, name: str, n: int, total: float, lat=None, build=None, nbytes=None,
+           postings=1, exact=None, recall=None) -> dict:
+    lat_ms = np.asarray(lat) * 1000 if lat is not None and len(lat) else None
+    row = {"method": name, "qps": n / total,
+           "p50": None if lat_ms is None else float(np.percentile(lat_ms, 50)),
+           "p99": None if lat_ms is None else float(np.percentile(lat_ms, 99)),
+           "build": build, "bpp": None if nbytes is None else nbytes / postings,
+           "exact": exact, "recall": recall, "rss": peak_rss_mb()}
+    rows.append(row)
+
+    def f(x, spec):
+        return "–" if x is None else format(x, spec)
+
+    print(f"  {name:<24} QPS {row['qps']:9.1f}  p50 {f(row['p50'], '7.3f')} ms  p99 "
+          f"{f(row['p99'], '7.3f')} ms  build {f(build, '6.1f')} s  {f(row['bpp'], '5.2f')} "
+          f"B/posting  exact {f(exact, 's')}  recall {f(recall, '.4f')}  peak RSS "
+          f"{row['rss']:6.0f} MB", flush=True)
+    return row
+
+
+def recall_of(ref: Exhaustive, queries, want, found, k: int) -> float:
+    hits, total = 0, 0
+    for q, (wd, ws), got in zip(queries, want, found, strict=True):
+        if len(wd) == 0:
+            continue
+        kth = ws[-1]
+        got = np.asarray(got, np.int64)[:k]
+        hits += int((ref.scores(q, got) >= kth).sum())
+        total += len(wd)
+    return hits / max(1, total)
+
+
+def exact_count(want, found) -> str:
+    same = sum(np.array_equal(wd, gd) and np.array_equal(ws, gs)
+               for (wd, ws), (gd, gs) in zip(want, found, strict=True))
+    return f"{same}/{len(want)}"
+
+
+def run_deepbow(rows, docs, queries, want, args) -> None:
+    from index.inverted import InvertedIndex
+
+    t = time.perf_counter()
+    index = InvertedIndex.from_csr(docs, scale=1.0)
+    build = time.perf_counter() - t
+    nbytes, k = index.stats()["bytes"], args.k
+    index.search_codes(*queries[0], k)  # compile / load the kernel cache
+    index.batch_search_codes(queries[:2], k, threads=2)
+    total, lat, found = fastest_pass(lambda q: index.search_codes(*q, k), queries, args.passes)
+    report(rows, "deepbow (one at a time)", len(queries), total, lat, build, nbytes, docs.nnz,
+           exact_count(want, found))
+    for threads in (1, args.threads):
+        total, _, out = fastest_pass(
+            lambda qs, n=threads: index.batch_search_codes(qs, k, threads=n), [queries],
+            args.passes)
+        report(rows, f"deepbow batch, {threads} thr", len(queries), total,
+               exact=exact_count(want, out[0]))
+
+
+def run_pisa(rows, docs, queries, ref, want, args, work: Path) -> None:
+    from peer_engines import PISA_ALGORITHMS, Pisa
+
+    pisa = Pisa(docs, work / "pisa")
+    prepared = pisa.prepare(queries)
+    k, best = args.k, (0.0, None)
+    for algo in PISA_ALGORITHMS:
+        pisa.search(prepared[:2], k, algo)
+        total, _, out = fastest_pass(lambda qs, a=algo: pisa.search(qs, k, a), [prepared],
+                                     args.passes)
+        lat = []
+        for q in prepared:
+            a = time.perf_counter()
+            pisa.search([q], k, algo)
+            lat.append(time.perf_counter() - a)
+        row = report(rows, f"pisa {algo}", len(queries), total, lat, pisa.build_s,
+                     pisa.index_bytes(), docs.nnz,
+                     recall=recall_of(ref, queries, want, out[0], k))
+        best = max(best, (row["qps"], algo), key=lambda x: x[0])
+    algo = best[1]
+    total, _, _ = fastest_pass(lambda qs: pisa.search(qs, k, algo, args.threads), [prepared],
+                               args.passes, keep=0)
+    report(rows, f"pisa {algo}, {args.threads} thr", len(queries), total)
+
+
+def run_seismic(rows, docs, queries, ref, want, args) -> None:
+    from peer_engines import Seismic
+
+    n_terms = len(np.unique(docs.indices))
+    if n_terms > 1 << 16:
+        print(f"  seismic: n/a, its components are 16-bit and this corpus uses {n_terms:,} "
+              f"terms", flush=True)
+        return
+    sm = Seismic(docs, threads=args.build_threads)
+    k = args.k
+    sm.search_one(queries[0], k)
+    total, _, out = fastest_pass(lambda qs: sm.search_batch(qs, k), [queries], args.passes)
+    lat = []
+    for q in queries:
+        a = time.perf_counter()
+        sm.search_one(q, k)
+        lat.append(time.perf_counter() - a)
+    report(rows, "seismic (approximate)", len(queries), total, lat, sm.build_s,
+           recall=recall_of(ref, queries, want, out[0], k))
+
+
+def run_corpus(name: str, n_docs: int, args, work: Path) -> list:
+    import peer_corpora
+
+    t = time.perf_counter()
+    if name == "deepbow":
+        docs, queries = peer_corpora.deepbow_like(n_docs, args.queries, args.seed, args.model)
+    else:
+        docs, queries = peer_corpora.synthetic(n_docs, args.queries, args.seed)
+    print(f"\n{peer_corpora.describe(name, docs, queries)}; top-{args.k}; made in "
+          f"{time.perf_counter() - t:.1f} s", flush=True)
+    rows: list = []
+    ref = Exhaustive(docs)
+    total, lat, want = fastest_pass(lambda q: ref.top(q, args.k), queries, 1)
+    report(rows, "numpy-taat", len(queries), total, lat, ref.build_s, ref.bytes, docs.nnz,
+           "(reference)")
+    run_deepbow(rows, docs, queries, want, args)
+    if not args.skip_pisa:
+        run_pisa(rows, docs, queries, ref, want, args, work)
+    if not args.skip_seismic:
+        run_seismic(rows, docs, queries, ref, want, args)
+    return rows
+
+
+def bars(name: str, n_docs: int, rows: list, threads: int) -> None:
+    by = {r["method"]: r for r in rows}
+    one = by["deepbow batch, 1 thr"]["qps"]
+    print(f"  {name} {n_docs:,}: deepbow one-thread batch {one:,.1f} QPS "
+          f"(one at a time {by['deepbow (one at a time)']['qps']:,.1f})")
+    pisa = [r for r in rows if r["method"].startswith("pisa") and "thr" not in r["method"]]
+    if pisa:
+        best = max(pisa, key=lambda r: r["qps"])
+        print(f"    / best PISA ({best['method']}, {best['qps']:,.1f}): "
+              f"{one / best['qps']:.2f}x (bar: >= 1.5x)")
+    multi = by[f"deepbow batch, {threads} thr"]["qps"]
+    print(f"    {threads} threads / 1 thread: {multi / one:.2f}x (bar on the DeepBoW-like "
+          f"corpus: >= 1.8x with 2 threads)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", default="deepbow,synthetic", help="deepbow, synthetic or both")
+    ap.add_argument("--docs", default="100000,1000000", help="comma-separated corpus sizes")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="threads of the parallel figures")
+    ap.add_argument("--build-threads", type=int, default=2, help="Seismic's build only")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default=None, help="the DeepBoW model (default: shipped)")
+    ap.add_argument("--skip-pisa", action="store_true")
+    ap.add_argument("--skip-seismic", action="store_true")
+    args = ap.parse_args()
+    import numba
+
+    numba.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="deepbow-peers-"))
+    results = []
+    try:
+        for name in args.corpus.split(","):
+            for n in (int(x) for x in args.docs.split(",")):
+                results.append((name, n, run_corpus(name, n, args, work / f"{name}-{n}")))
+                shutil.rmtree(work / f"{name}-{n}", ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\nbars:")
+    for name, n, rows in results:
+        bars(name, n, rows, args.threads)
+
+
+if __name__ == "__main__":
+    main()
