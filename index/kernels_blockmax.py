@@ -34,24 +34,12 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros  # an LLVM cttz intrinsic
 
 from index.kernels import _advance, _min_head, _sift_down, _sift_up, _sorted_heap
 
 BLOCK = 64  # postings per block of the block-max metadata
 WINDOW = 8192  # documents in the first window
-_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)
-
-
-def _debruijn_table() -> np.ndarray:
-    table = np.zeros(64, np.int64)
-    for i in range(64):
-        table[((1 << i) * 0x03F79D71B4CB0A89 % (1 << 64)) >> 58] = i
-    return table
-
-
-_LOWEST_BIT = _debruijn_table()  # the position of w's lowest set bit: [(lowbit × _DEBRUIJN) >> 58]
-
-
 @njit(cache=True, nogil=True)
 def block_maxima(indptr, docs, impacts):
     """(bptr int64, blk_last int32, blk_max uint8) of CSR-over-terms postings."""
@@ -105,48 +93,82 @@ def _fill(order, ub, pos, end, theta, in_n):
 
 
 @njit(cache=True, nogil=True)
-def _partition(ub, pos, end, theta, ordr, cum):
+def _sort_by(order, key):
+    """order = 0..n-1 sorted by key, stable; an insertion sort for a query's few lists."""
+    n = order.shape[0]
+    if n > 64:
+        order[:] = np.argsort(key, kind="mergesort")
+        return
+    for i in range(n):
+        order[i] = i
+    for i in range(1, n):
+        v = order[i]
+        j = i - 1
+        while j >= 0 and key[order[j]] > key[v]:
+            order[j + 1] = order[j]
+            j -= 1
+        order[j + 1] = v
+
+
+@njit(cache=True, nogil=True)
+def _partition(ub, pos, end, theta, ordr, cum, work, key, flags, rate):
     """Choose the non-essential lists (bounds summing to <= theta) leaving the fewest essential
     postings: the smallest bounds first (MaxScore), or the most postings per bound first.
-    Fills ordr (non-essential lists by increasing bound, then the essential ones) and cum
-    (cum[i]: the bounds of ordr[0..i-1] summed); returns how many are non-essential."""
+    Non-essential lists with few postings next to the lookups they would take (the essential
+    postings times `rate`, the lookups per essential posting so far) are read (their postings
+    added to docs the essential lists found) rather than looked up per candidate. Fills ordr
+    (the looked-up lists by increasing bound, the read ones, then the essential ones) and cum
+    (cum[i]: the bounds of ordr[0..i-1] summed); returns (looked-up count, non-essential
+    count).
+    work (3 × nq int64), key (nq float64) and flags (2 × nq bool) are scratch."""
     nq = ub.shape[0]
-    by_ub = np.argsort(ub, kind="mergesort")
-    key = np.empty(nq, np.float64)
+    by_ub, by_key, by_len = work[0], work[1], work[2]
+    in_n, alt = flags[0], flags[1]
+    _sort_by(by_ub, ub)
     for j in range(nq):
         key[j] = -(end[j] - pos[j]) / max(ub[j], 1)
-    in_n = np.empty(nq, np.bool_)
-    alt = np.empty(nq, np.bool_)
+    _sort_by(by_key, key)
     cost = _fill(by_ub, ub, pos, end, theta, in_n)
-    alt_cost = _fill(np.argsort(key, kind="mergesort"), ub, pos, end, theta, alt)
+    alt_cost = _fill(by_key, ub, pos, end, theta, alt)
     if alt_cost < cost:
         in_n[:] = alt
         cost = alt_cost
     # a short non-essential list costs more probed than walked: most essential docs would
     # look it up, while walking it costs its own few postings
-    by_len = np.argsort(end - pos, kind="mergesort")
+    for j in range(nq):
+        key[j] = end[j] - pos[j]
+    _sort_by(by_len, key)
     for i in range(nq):
         j = by_len[i]
         if in_n[j] and ub[j] > 0 and (end[j] - pos[j]) <= WALK_SHORT * cost:
             in_n[j] = False
             cost += end[j] - pos[j]
-    ne = 0
-    m = nq - 1
-    for i in range(nq):  # by increasing bound: the non-essential ones keep that order
+    walk = alt  # non-essential lists short enough to read rather than look up
+    for j in range(nq):
+        walk[j] = in_n[j] and (end[j] - pos[j]) <= WALK_NON_ESSENTIAL * rate * cost
+    npr = 0
+    for j in range(nq):
+        npr += in_n[j] and not walk[j]
+    a, b, m = 0, npr, nq - 1
+    for i in range(nq):  # by increasing bound: the looked-up ones keep that order
         j = by_ub[i]
-        if in_n[j]:
-            ordr[ne] = j
-            ne += 1
+        if in_n[j] and not walk[j]:
+            ordr[a] = j
+            a += 1
+        elif in_n[j]:
+            ordr[b] = j
+            b += 1
         else:
             ordr[m] = j
             m -= 1
     cum[0] = 0
-    for i in range(ne):
+    for i in range(npr):
         cum[i + 1] = cum[i] + ub[ordr[i]]
-    return ne
+    return npr, b
 
 
 WALK_SHORT = 0.25
+WALK_NON_ESSENTIAL = 4.0
 SPAN_MAX = 1 << 16  # the longest window, in documents (the workspace's size)
 SEED_MAX = 16384  # lists up to this long are counted for the starting threshold
 
@@ -196,12 +218,13 @@ def workspace(size: int = SPAN_MAX) -> tuple:
     accumulator and a bit per slot (zero on entry, left zero), and candidate arrays. One per
     thread, reused across queries, so that no query pays for clearing half a megabyte."""
     return (np.zeros(size, np.int64), np.zeros((size + 63) >> 6, np.uint64),
-            np.empty(size, np.int64), np.empty(size, np.int64))
+            np.zeros((size + 4095) >> 12, np.uint64), np.empty(size, np.int64),
+            np.empty(size, np.int64))
 
 
 @njit(cache=True, nogil=True)
 def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_terms, q_codes,
-                  k, allowed, acc, touched, cand_d, cand_s, window=WINDOW):
+                  k, allowed, acc, touched, summary, cand_d, cand_s, window=WINDOW):
     """Exact top-k by block-max MaxScore over windows; (doc numbers, integer scores), best
     first, ties by doc number. Unknown terms and codes <= 0 match nothing. The first window
     spans `window` documents, each next one twice as many up to the workspace's size (see
@@ -240,22 +263,29 @@ def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_
     wend = np.empty(nq, np.int64)
     ordr = np.empty(nq, np.int64)
     cum = np.zeros(nq + 1, np.int64)
+    work = np.empty((3, nq), np.int64)  # _partition's scratch
+    key = np.empty(nq, np.float64)
+    flags = np.empty((2, nq), np.bool_)
     one = np.uint64(1)
-    table = _LOWEST_BIT
     use_mask = allowed.shape[0] > 0
     n = 0
     # a doc must score > theta to be in the top k: k docs of one list alone already reach
     # theta + 1 (the lists short enough to count)
     theta = _seed(docs, impacts, codes, ub, pos, end, k, allowed)
     parted = np.int64(-1)  # theta at the last partition
+    npr = 0  # lists 0..npr-1 are looked up per candidate, npr..ne-1 read, ne..nq-1 essential
+    n_read = 0  # essential postings read so far, and the lookups their candidates took
+    n_looks = 0
     ne = 0
     big = np.iinfo(np.int64).max
     lim = 0
     span = min(window, acc.shape[0])
+    first = True
     while True:
         if theta > parted:
             parted = theta
-            ne = _partition(ub, pos, end, theta, ordr, cum)
+            rate = n_looks / (n_read + 1.0)
+            npr, ne = _partition(ub, pos, end, theta, ordr, cum, work, key, flags, rate)
             for a in (codes, ub, pos, end, pst, bcur, bfirst, bend):
                 _permute(ordr, a, wend)
             for j in range(ne, nq):  # every doc below lim is decided
@@ -266,9 +296,11 @@ def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_
         lim = base + span
         for j in range(ne, nq):
             wend[j] = _advance(docs, pos[j], end[j], lim)
-        lo = theta - cum[ne]
+        lo = theta - cum[npr]
         nc = 0
-        if ne == nq - 1:  # one essential list: each posting is a doc
+        for j in range(ne, nq):
+            n_read += wend[j] - pos[j]
+        if ne == nq - 1 and npr == ne:  # one list to read: each posting is a doc
             c = codes[ne]
             for p in range(pos[ne], wend[ne]):
                 s = c * impacts[p]
@@ -284,25 +316,42 @@ def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_
                     o = docs[p] - base
                     acc[o] += c * impacts[p]
                     touched[o >> 6] |= one << np.uint64(o & 63)
+                    summary[o >> 12] |= one << np.uint64((o >> 6) & 63)
                 pos[j] = wend[j]
-            for wi in range((span + 63) >> 6):  # the touched slots, in doc order
-                w = touched[wi]
-                touched[wi] = 0
-                while w != 0:
-                    low = w & (~w + one)
-                    w ^= low
-                    o = wi * 64 + table[(low * _DEBRUIJN) >> np.uint64(58)]
-                    s = acc[o]
-                    acc[o] = 0
-                    if s > lo and (not use_mask or allowed[base + o] != 0):
-                        cand_d[nc] = base + o
-                        cand_s[nc] = s
-                        nc += 1
+            for j in range(npr, ne):  # read lists: only docs an essential list has
+                c = codes[j]
+                p = _advance(docs, pos[j], end[j], base)
+                while p < end[j] and docs[p] < lim:
+                    o = docs[p] - base
+                    if acc[o] != 0:
+                        acc[o] += c * impacts[p]
+                    p += 1
+                pos[j] = p
+            for si in range((span + 4095) >> 12):  # the touched slots, in doc order
+                sw = summary[si]
+                summary[si] = 0
+                while sw != 0:
+                    wi = si * 64 + np.int64(trailing_zeros(sw))
+                    sw &= sw - one
+                    w = touched[wi]
+                    touched[wi] = 0
+                    while w != 0:
+                        o = wi * 64 + np.int64(trailing_zeros(w))
+                        w &= w - one
+                        s = acc[o]
+                        acc[o] = 0
+                        if s > lo and (not use_mask or allowed[base + o] != 0):
+                            cand_d[nc] = base + o
+                            cand_s[nc] = s
+                            nc += 1
+        if first:  # partition again with the first window's lookup rate
+            parted = -1
+            first = False
         span = min(span * 2, acc.shape[0])
         for i in range(nc):
             d = cand_d[i]
             s = cand_s[i]
-            j = ne - 1  # non-essential lists (only once the heap is full), largest bound first
+            j = npr - 1  # the looked-up lists, largest bound first
             while j >= 0:
                 if s + cum[j + 1] <= theta:
                     break
@@ -311,10 +360,11 @@ def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_
                     g += 1
                 bcur[j] = g
                 if g < bend[j]:
+                    if s + codes[j] * blk_max[g] + cum[j] <= theta:
+                        break
                     bs = pst[j] + (g - bfirst[j]) * BLOCK
                     if docs[bs] <= d:
-                        if s + codes[j] * blk_max[g] + cum[j] <= theta:
-                            break
+                        n_looks += 1
                         p = _advance(docs, max(pos[j], bs), min(bs + BLOCK, end[j]), d)
                         pos[j] = p
                         if docs[p] == d:
@@ -341,7 +391,7 @@ def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_
 
 @njit(cache=True, nogil=True)
 def batch_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_ptr, q_terms,
-               q_codes, k, allowed, acc, touched, cand_d, cand_s):
+               q_codes, k, allowed, acc, touched, summary, cand_d, cand_s):
     """blockmax_topk for many queries in one call (flat terms and codes with a pointer array,
     as bm25s passes them), so a thread runs a whole chunk without the GIL; rows are padded
     with doc -1 and score 0."""
@@ -352,8 +402,8 @@ def batch_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_ptr
     for i in range(nq):
         a, b = q_ptr[i], q_ptr[i + 1]
         d, s = blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max,
-                             q_terms[a:b], q_codes[a:b], k, allowed, acc, touched, cand_d,
-                             cand_s)
+                             q_terms[a:b], q_codes[a:b], k, allowed, acc, touched, summary,
+                             cand_d, cand_s)
         out_d[i, : d.shape[0]] = d
         out_s[i, : s.shape[0]] = s
     return out_d, out_s
