@@ -37,7 +37,7 @@ from scipy import sparse
 from deepbow.errors import DeepBowError
 from deepbow.fileio import dir_lock, staged_dir
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
-from index import kernels, kernels_blockmax
+from index import kernels, kernels_blockmax, query_arrays
 from index.segment import Segment
 
 FORMAT = "deepbow-index"
@@ -207,7 +207,7 @@ class InvertedIndex:
         for seg in self.segments:
             d, s = seg.top_k(t, c, k, self._segment_mask(mask, seg), ws)
             parts.append((d + seg.doc_base, s))
-        return _merge(parts, k)
+        return query_arrays.merge_topk(parts, k)
 
     @staticmethod
     def _segment_mask(mask: np.ndarray, seg: Segment) -> np.ndarray:
@@ -217,56 +217,62 @@ class InvertedIndex:
                      threads: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
         """search() for many (term_ids, weights) queries, in order, with the same results.
         The mask is built once; queries go to the kernel in chunks (one call per chunk and
-        segment), and with threads > 1 the chunks run on that many threads: the kernel
-        releases the GIL, so they use as many cores."""
-        quantized = [self.quantize_query(t, w) for t, w in queries]
-        found = self.batch_search_codes([(t, c) for t, c, _ in quantized], k, allowed,
-                                        threads=threads)
-        return [(d, s * (q * self.scale)) for (d, s), (_, _, q) in zip(found, quantized,
-                                                                        strict=True)]
+        segment, quantised together), and with threads > 1 the chunks run on that many
+        threads: the kernel releases the GIL, so they use as many cores."""
+        return self._batch(queries, k, self.mask_for(allowed), threads, weighted=True)
 
     def batch_search_codes(self, queries: list[tuple], k: int = 10,
                            allowed: BitMap | None = None, mask: np.ndarray | None = None,
                            threads: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
         """search_codes() for many (term_ids, codes) queries, in order (see batch_search)."""
-        if threads < 1:
-            raise ValueError(f"threads must be at least 1, not {threads}")
         if mask is None:
             mask = self.mask_for(allowed)
+        return self._batch(queries, k, mask, threads, weighted=False)
+
+    def _batch(self, queries: list[tuple], k: int, mask: np.ndarray, threads: int,
+               weighted: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
         n = len(queries)
         step = max(1, min(BATCH_CHUNK, -(-n // (threads * 4))))  # several chunks a thread
         chunks = [queries[a:a + step] for a in range(0, n, step)]
+
+        def run(chunk):
+            return self._search_chunk(chunk, k, mask, weighted)
+
         if threads == 1 or len(chunks) <= 1:
-            parts = [self._search_chunk(ch, k, mask) for ch in chunks]
+            parts = [run(ch) for ch in chunks]
         else:
             with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
-                parts = list(pool.map(lambda ch: self._search_chunk(ch, k, mask), chunks))
+                parts = list(pool.map(run, chunks))
         return [r for part in parts for r in part]
 
-    def _search_chunk(self, queries: list[tuple], k: int, mask: np.ndarray) -> list[tuple]:
-        empty = np.zeros(0, np.int64)
+    def _search_chunk(self, queries: list[tuple], k: int, mask: np.ndarray,
+                      weighted: bool) -> list[tuple]:
+        t, v, q_ptr = query_arrays.flatten(queries, np.float64 if weighted else np.int64)
+        if weighted:
+            c, qscale = query_arrays.quantize_flat(v, q_ptr)
+        else:
+            c, qscale = v, None
+        empty = np.zeros(0, np.float64 if weighted else np.int64)
         if k <= 0 or not self.segments:
-            return [(empty, empty) for _ in queries]
-        ts = [np.asarray(t, np.int64).ravel() for t, _ in queries]
-        cs = [np.asarray(c, np.int64).ravel() for _, c in queries]
-        for t, c in zip(ts, cs, strict=True):
-            if t.shape != c.shape:
-                raise ValueError("term_ids and codes differ in length")
-        q_ptr = np.zeros(len(ts) + 1, np.int64)
-        np.cumsum([len(t) for t in ts], out=q_ptr[1:])
-        t = np.concatenate(ts) if ts else empty
-        c = np.concatenate(cs) if cs else empty
+            return [(np.zeros(0, np.int64), empty) for _ in queries]
         ws = _workspace()
-        per_seg = [(seg.doc_base, seg.batch_top_k(q_ptr, t, c, k, self._segment_mask(mask, seg),
-                                                  ws)) for seg in self.segments]
-        out = []
-        for i in range(len(ts)):
-            parts = []
-            for base, (d, s) in per_seg:
-                hit = d[i] >= 0
-                parts.append((d[i][hit] + base, s[i][hit]))
-            out.append(parts[0] if len(parts) == 1 else _merge(parts, k))
-        return out
+        per_seg = [(seg.doc_base, *seg.batch_top_k(q_ptr, t, c, k,
+                                                   self._segment_mask(mask, seg), ws))
+                   for seg in self.segments]
+        if len(per_seg) == 1 and per_seg[0][0] == 0:
+            _, d, s = per_seg[0]
+            found = [(d[i, :m], s[i, :m]) for i, m in enumerate((d >= 0).sum(1).tolist())]
+        else:
+            found = []
+            for i in range(len(queries)):
+                parts = [(d[i][d[i] >= 0] + base, s[i][d[i] >= 0]) for base, d, s in per_seg]
+                found.append(query_arrays.merge_topk(parts, k))
+        if weighted:
+            return [(d, s * (q * self.scale)) for (d, s), q in zip(found, qscale.tolist(),
+                                                                    strict=True)]
+        return found
 
     def brute_force(self, term_ids, codes, k: int = 10, allowed: BitMap | None = None):
         """The exhaustive reference: dense integer scores, then a full sort."""
@@ -383,14 +389,6 @@ class InvertedIndex:
                 "terms": self.n_terms, "postings": self.n_postings,
                 "segments": len(self.segments), "bytes": nbytes,
                 "bytes_per_posting": nbytes / max(1, self.n_postings)}
-
-
-def _merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of several segments' top-k lists: score descending, then doc number."""
-    d = np.concatenate([p[0] for p in parts])
-    s = np.concatenate([p[1] for p in parts])
-    order = np.lexsort((d, -s))[:k]
-    return d[order], s[order]
 
 
 def read_index_manifest(path: Path) -> dict:

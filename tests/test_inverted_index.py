@@ -297,3 +297,23 @@ def test_stats_count_the_block_maxima():
                               ("indptr", "docs", "impacts", "max_impact", "bptr", "blk_last",
                                "blk_max"))
     assert len(seg.blk_max) == int(((np.diff(seg.indptr) + 63) // 64).sum())
+
+
+def test_batch_quantisation_equals_quantize_query():
+    from index import query_arrays
+
+    rng = np.random.default_rng(5)
+    queries = [(rng.choice(50, n, replace=False),
+                rng.choice([0.0, 1e-9, 0.3, 7.5], n) * rng.random(n)) for n in
+               rng.integers(0, 7, 200)]
+    t, w, q_ptr = query_arrays.flatten(queries, np.float64)
+    codes, qscale = query_arrays.quantize_flat(w, q_ptr)
+    for i, (ti, wi) in enumerate(queries):
+        want_t, want_c, want_q = InvertedIndex.quantize_query(ti, wi)
+        np.testing.assert_array_equal(t[q_ptr[i]:q_ptr[i + 1]], want_t)
+        np.testing.assert_array_equal(codes[q_ptr[i]:q_ptr[i + 1]], want_c)
+        assert qscale[i] == want_q
+    with pytest.raises(ValueError, match="differ in length"):
+        query_arrays.flatten([([1, 2], [0.5])], np.float64)
+    with pytest.raises(ValueError, match="finite"):
+        InvertedIndex.from_csr(random_docs(rng, 10)).batch_search([([1], [np.inf])])
