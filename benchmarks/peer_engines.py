@@ -138,7 +138,8 @@ class Seismic:
             a, b = docs.indptr[i], docs.indptr[i + 1]
             if b > a:
                 ds.add_document(str(i), self.names[docs.indices[a:b]], data[a:b])
-        self.index = seismic.SeismicIndex.build_from_dataset(ds, num_threads=threads)
+        with quiet():  # it prints its build steps
+            self.index = seismic.SeismicIndex.build_from_dataset(ds, num_threads=threads)
         self.build_s = time.perf_counter() - t
 
     def search_one(self, q, k: int, query_cut: int = 20, heap_factor: float = 0.9):
