@@ -80,11 +80,10 @@ class Exhaustive:
         for term, c in zip(*q, strict=True):
             sl = slice(self.indptr[term], self.indptr[term + 1])
             acc[self.docs[sl]] += c * self.impacts[sl]
-        if self.n_docs > k:
-            kth = np.partition(acc, self.n_docs - k)[self.n_docs - k]
-            d = np.nonzero(acc >= max(kth, 1))[0]
-        else:
-            d = np.nonzero(acc > 0)[0]
+        d = np.flatnonzero(acc)  # (numpy's partition is slow on a million equal zeros)
+        if len(d) > k:
+            kth = np.partition(acc[d], len(d) - k)[len(d) - k]
+            d = d[acc[d] >= kth]
         order = np.lexsort((d, -acc[d]))[:k]
         return d[order], acc[d[order]]
 

@@ -356,8 +356,8 @@ def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_
                 if s + cum[j + 1] <= theta:
                     break
                 g = bcur[j]
-                while g < bend[j] and blk_last[g] < d:
-                    g += 1
+                if g < bend[j] and blk_last[g] < d:  # the first block ending at or after d
+                    g = _advance(blk_last, g + 1, bend[j], d)
                 bcur[j] = g
                 if g < bend[j]:
                     if s + codes[j] * blk_max[g] + cum[j] <= theta:
