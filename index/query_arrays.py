@@ -13,8 +13,8 @@ def flatten(queries: list[tuple], dtype) -> tuple[np.ndarray, np.ndarray, np.nda
     """Flat term ids and values of many (term_ids, values) queries, and their pointer array."""
     ts = [np.asarray(t, np.int64).ravel() for t, _ in queries]
     vs = [np.asarray(v, dtype).ravel() for _, v in queries]
-    lens = np.fromiter((len(x) for x in ts), np.int64, len(ts))
-    if not np.array_equal(lens, np.fromiter((len(x) for x in vs), np.int64, len(vs))):
+    lens = list(map(len, ts))
+    if lens != list(map(len, vs)):
         raise ValueError("term_ids and weights (or codes) differ in length")
     q_ptr = np.zeros(len(ts) + 1, np.int64)
     np.cumsum(lens, out=q_ptr[1:])
