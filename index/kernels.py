@@ -63,18 +63,18 @@ def _sift_up(hs, hd, i):
 
 @njit(cache=True, nogil=True)
 def _sorted_heap(hs, hd, n):
-    order = np.argsort(-hs[:n], kind="mergesort")  # stable: equal scores keep doc order
-    out_d = hd[:n][order]
-    out_s = hs[:n][order]
-    # equal scores must be by increasing doc number
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and out_s[j + 1] == out_s[i]:
-            j += 1
-        if j > i:
-            out_d[i:j + 1] = np.sort(out_d[i:j + 1])
-        i = j + 1
+    """The heap's n entries best first (score descending, then doc number ascending), by
+    popping the worst to the back; hs and hd are used up."""
+    out_d = np.empty(n, np.int64)
+    out_s = np.empty(n, np.int64)
+    m = n
+    while m > 0:
+        m -= 1
+        out_s[m] = hs[0]
+        out_d[m] = hd[0]
+        hs[0] = hs[m]
+        hd[0] = hd[m]
+        _sift_down(hs, hd, m, 0)
     return out_d, out_s
 
 

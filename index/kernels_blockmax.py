@@ -94,20 +94,24 @@ def _fill(order, ub, pos, end, theta, in_n):
 
 @njit(cache=True, nogil=True)
 def _sort_by(order, key):
-    """order = 0..n-1 sorted by key, stable; an insertion sort for a query's few lists."""
+    """order = 0..n-1 sorted by (key, index): a Shell sort for a query's few lists (numba's
+    own argsort takes half a minute to compile)."""
     n = order.shape[0]
-    if n > 64:
-        order[:] = np.argsort(key, kind="mergesort")
-        return
     for i in range(n):
         order[i] = i
-    for i in range(1, n):
-        v = order[i]
-        j = i - 1
-        while j >= 0 and key[order[j]] > key[v]:
-            order[j + 1] = order[j]
-            j -= 1
-        order[j + 1] = v
+    gap = 1
+    while gap * 3 + 1 < n:
+        gap = gap * 3 + 1
+    while gap > 0:
+        for i in range(gap, n):
+            v = order[i]
+            j = i
+            while j >= gap and (key[order[j - gap]] > key[v] or
+                                (key[order[j - gap]] == key[v] and order[j - gap] > v)):
+                order[j] = order[j - gap]
+                j -= gap
+            order[j] = v
+        gap //= 3
 
 
 @njit(cache=True, nogil=True)
@@ -131,7 +135,8 @@ def _partition(ub, pos, end, theta, ordr, cum, work, key, flags, rate):
     cost = _fill(by_ub, ub, pos, end, theta, in_n)
     alt_cost = _fill(by_key, ub, pos, end, theta, alt)
     if alt_cost < cost:
-        in_n[:] = alt
+        for j in range(nq):
+            in_n[j] = alt[j]
         cost = alt_cost
     # a short non-essential list costs more probed than walked: most essential docs would
     # look it up, while walking it costs its own few postings
@@ -144,23 +149,28 @@ def _partition(ub, pos, end, theta, ordr, cum, work, key, flags, rate):
             in_n[j] = False
             cost += end[j] - pos[j]
     walk = alt  # non-essential lists short enough to read rather than look up
-    for j in range(nq):
-        walk[j] = in_n[j] and (end[j] - pos[j]) <= WALK_NON_ESSENTIAL * rate * cost
     npr = 0
     for j in range(nq):
-        npr += in_n[j] and not walk[j]
-    a, b, m = 0, npr, nq - 1
+        walk[j] = False
+        if in_n[j]:
+            if (end[j] - pos[j]) <= WALK_NON_ESSENTIAL * rate * cost:
+                walk[j] = True
+            else:
+                npr += 1
+    a = 0
+    b = npr
+    m = nq - 1
     for i in range(nq):  # by increasing bound: the looked-up ones keep that order
         j = by_ub[i]
-        if in_n[j] and not walk[j]:
-            ordr[a] = j
-            a += 1
-        elif in_n[j]:
+        if not in_n[j]:
+            ordr[m] = j
+            m -= 1
+        elif walk[j]:
             ordr[b] = j
             b += 1
         else:
-            ordr[m] = j
-            m -= 1
+            ordr[a] = j
+            a += 1
     cum[0] = 0
     for i in range(npr):
         cum[i + 1] = cum[i] + ub[ordr[i]]
@@ -183,7 +193,8 @@ def _seed(docs, impacts, codes, ub, pos, end, k, allowed):
     hist = np.zeros(256, np.int64)
     theta = np.int64(0)
     use_mask = allowed.shape[0] > 0
-    order = np.argsort(-ub)
+    order = np.empty(ub.shape[0], np.int64)
+    _sort_by(order, -ub)
     for i in range(codes.shape[0]):
         j = order[i]
         if ub[j] - 1 <= theta:
@@ -235,7 +246,8 @@ def blockmax_topk(indptr, docs, impacts, max_impact, bptr, blk_last, blk_max, q_
     n_terms = indptr.shape[0] - 1
     nq = 0
     for j in range(q_terms.shape[0]):
-        nq += 0 <= q_terms[j] < n_terms and q_codes[j] > 0
+        if 0 <= q_terms[j] < n_terms and q_codes[j] > 0:
+            nq += 1
     if nq == 0 or k <= 0:
         return hd[:0], hs[:0]
     codes = np.empty(nq, np.int64)
