@@ -12,17 +12,21 @@ MaxScoreBulkScorer does: theta is the score a doc must beat to enter the top k; 
 theta cannot lift a doc absent from every other list above it, so documents are taken only from
 the essential lists, and each candidate looks up the non-essential ones only while they can
 still lift it above theta. Within a window the essential lists are added term at a time into
-an accumulator (a bit per slot marks the touched ones, so the scan costs what was touched);
-a single essential list is read directly. Windows start at 8,192 documents and double up to
-SPAN_MAX; the scratch arrays are reused across queries (`workspace`). On top of that:
+an accumulator (a two-level bitset marks the touched slots, so the scan in doc order costs
+what was touched); a single essential list is read directly. Windows start at 8,192 documents
+and double up to SPAN_MAX; the scratch arrays are reused across queries (`workspace`). On top
+of that:
 * theta starts above 0: if k docs of one list have an impact >= v, k docs score at least
   code × v (counted on the short lists, `_seed`), so the first windows already prune;
 * the partition is chosen by cost, not by bound alone (`_partition`): MaxScore's smallest
   bounds first, or the lists with the most postings per unit of bound (a frequent word with a
-  middling weight), whichever leaves fewer essential postings; a short non-essential list is
-  walked instead of probed. On DeepBoW vectors, whose impacts sit near 255 so that bounds
-  hardly differ, this walks the rare words and probes the frequent ones. It is redone between
-  windows whenever theta has risen;
+  middling weight), whichever leaves fewer essential postings. A non-essential list that is
+  short next to the lookups it would take (by the lookups per essential posting seen so far)
+  is *read* instead: its postings in the window are added to the docs the essential lists
+  touched, since a read posting costs about 2 ns and a lookup into a long list cache misses.
+  On DeepBoW vectors, whose impacts sit near 255 so that bounds hardly differ, this walks the
+  rare words and reads or looks up the frequent ones. It is redone between windows whenever
+  theta has risen, and once after the first window (when the lookup rate is known);
 * a candidate is checked against each non-essential list's block maximum before the postings
   are touched (block-max MaxScore): the block cursor moves over the small metadata arrays, and
   only a candidate that can still beat theta with that block's bound gallops inside the block.
@@ -177,8 +181,8 @@ def _partition(ub, pos, end, theta, ordr, cum, work, key, flags, rate):
     return npr, b
 
 
-WALK_SHORT = 0.25
-WALK_NON_ESSENTIAL = 4.0
+WALK_SHORT = 0.25  # a non-essential list this short next to the essential postings: essential
+WALK_NON_ESSENTIAL = 4.0  # read a non-essential list up to this × its expected lookups long
 SPAN_MAX = 1 << 16  # the longest window, in documents (the workspace's size)
 SEED_MAX = 16384  # lists up to this long are counted for the starting threshold
 
