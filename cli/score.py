@@ -193,18 +193,27 @@ def train(config_path, out_dir, init_dir, pairs_path, valid_path, data_dir):
 @click.command()
 @click.option("--model", "model_path", type=click.Path(path_type=Path, file_okay=False),
               required=True, help="Model directory to recalibrate in place.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True,
+                                                         dir_okay=False), default=None,
+              help="Give the model this recipe's product-word priors ([priors]) first.")
 @data_option
 @handle_errors
-def calibrate(model_path, data_dir):
+def calibrate(model_path, config_path, data_dir):
     """Refit a model's weight scales, query normalisation, expansion on/off and label
     thresholds on the validation pairs (the last step of `deepbow train`), and save it in
-    place."""
+    place; with --config, with that recipe's product-word priors."""
     import deepbow
-    from deepbow.train import calibrate_default
+    from deepbow.config import TrainConfig
+    from deepbow.train import calibrate_default, set_priors
 
     model = deepbow.load(model_path)
-    calibrate_default(model, data_dir, model.manifest.get("train_config", {}).get(
-        "train", {}).get("calibrate_on", "qbqtc"), log=lambda s: click.echo(s, err=True))
+    calibrate_on = model.manifest.get("train_config", {}).get("train", {}).get(
+        "calibrate_on", "qbqtc")
+    if config_path is not None:
+        cfg = TrainConfig.from_toml(config_path)
+        set_priors(model, cfg.priors, data_dir, log=log_line)
+        model.manifest.setdefault("train_config", {})["priors"] = cfg.priors.to_dict()
+    calibrate_default(model, data_dir, calibrate_on, log=log_line)
     click.echo(f"saved {model_path} (model id {model.save(model_path)})", err=True)
 
 

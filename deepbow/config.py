@@ -7,6 +7,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from deepbow.priors import PriorParams
+
 
 @dataclass
 class VocabConfig:
@@ -87,11 +89,12 @@ class TrainConfig:
     vocab: VocabConfig = field(default_factory=VocabConfig)
     net: NetParams = field(default_factory=NetParams)
     train: TrainParams = field(default_factory=TrainParams)
+    priors: PriorParams = field(default_factory=PriorParams)  # deepbow/priors.py; off
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
         return cls(**read_toml_sections(path, {"vocab": VocabConfig, "net": NetParams,
-                                               "train": TrainParams}))
+                                               "train": TrainParams, "priors": PriorParams}))
 
     def to_dict(self) -> dict:
         return asdict(self)

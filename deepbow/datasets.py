@@ -288,3 +288,20 @@ def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], l
     words = {w for w in words if 2 <= len(w) <= 12}
     user = sorted(texts_containing(words, [normalize(t) for t in corpus]))
     return corpus, user
+
+
+def product_lexicon(data_dir: Path | None = None) -> dict[str, float]:
+    """The lexicon of DeepBoW's product-word priors (deepbow/priors.py): the gold product words
+    of the NER train titles with their product rates, and the gazetteer product words that
+    occur in the training texts (rate 0)."""
+    from deepbow.priors import product_rates
+
+    d = data_dir or shared_data_dir()
+    titles = ner_titles("train", d)
+    corpus, _ = default_corpus_and_words(d)
+    gazetteer = set()
+    for f in sorted((d / "gazetteers").glob("product*.dic")):
+        gazetteer |= {w for w in (normalize(x) for x in f.read_text(encoding="utf-8").split("\n"))
+                      if 2 <= len(w) <= 12}
+    seen = texts_containing(gazetteer, [normalize(t) for t in corpus])
+    return product_rates(titles, sorted(seen))

@@ -15,18 +15,20 @@ from deepbow.errors import InputError, ModelFileError
 from deepbow.explain import Explanation, MatchRow
 from deepbow.featurize import Featurizer
 from deepbow.modelfile import ModelFormat, load_model_dir, save_model_dir
+from deepbow.priors import PriorParams, ProductPriors
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE, SparseVector, dot, matched, quantize
-from deepbow.text import Segmenter
+from deepbow.text import Segmenter, normalize
 from deepbow.vocab import Vocabulary
 
 # the large embedding tables are stored as float16; the model is calibrated after that rounding
 FORMAT = ModelFormat("deepbow-model", 1, "model", ("terms.txt", "chars.txt", "userdict.txt"),
-                     id_keys=("net", "scales", "query_norm", "min_weight"),
-                     half=("term_emb.weight", "char_emb.weight"))
+                     id_keys=("net", "scales", "query_norm", "min_weight", "priors"),
+                     half=("term_emb.weight", "char_emb.weight"), optional=("products.txt",))
 
 
 class DeepBoW:
-    def __init__(self, net, vocab: Vocabulary, segmenter: Segmenter, manifest: dict) -> None:
+    def __init__(self, net, vocab: Vocabulary, segmenter: Segmenter, manifest: dict,
+                 product_rates: dict[str, float] | None = None) -> None:
         self.net = net.eval()
         self.vocab = vocab
         self.segmenter = segmenter
@@ -45,6 +47,9 @@ class DeepBoW:
         # whether the synonym-expansion head adds words; calibration keeps it only where it
         # helps on validation
         self.expansion: bool = bool(manifest.get("expansion", True))
+        # product-word priors (deepbow/priors.py), with the lexicon of products.txt
+        self.priors = ProductPriors(product_rates or {}, PriorParams(**manifest.get(
+            "priors", {})), vocab, segmenter)
 
     @property
     def model_id(self) -> str:
@@ -60,6 +65,8 @@ class DeepBoW:
 
         manifest, arrays, texts = load_model_dir(path, FORMAT, verify)
         terms, chars, user_words = (texts[f] for f in FORMAT.text_files)
+        rates = {w: float(r) for w, _, r in (x.partition("\t")
+                                              for x in texts.get("products.txt", []))}
         try:
             cfg = NetConfig(**manifest["net"])
             vocab = Vocabulary(terms, chars, cfg.n_buckets, cfg.bigram_prefix)
@@ -82,7 +89,7 @@ class DeepBoW:
                                      f"expects {tuple(expected[k].shape)}")
         net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
                              for k, v in arrays.items()})
-        return cls(net, vocab, Segmenter(user_words), manifest)
+        return cls(net, vocab, Segmenter(user_words), manifest, rates)
 
     def save(self, path: str | Path, extra: dict | None = None) -> str:
         state = {k: v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
@@ -92,6 +99,9 @@ class DeepBoW:
                     "expansion": self.expansion}
         texts = {"terms.txt": self.vocab.terms, "chars.txt": self.vocab.chars,
                  "userdict.txt": self.segmenter.user_words}
+        if self.priors.params.active:
+            manifest["priors"] = self.priors.params.to_dict()
+            texts["products.txt"] = [f"{w}\t{r:.4f}" for w, r in sorted(self.priors.rates.items())]
         self.manifest = save_model_dir(path, FORMAT, state, texts, manifest)
         return self.model_id
 
@@ -106,7 +116,7 @@ class DeepBoW:
         scale = self.scales[side]
         max_code = QUERY_MAX_CODE if side == "query" else TITLE_MAX_CODE
         out = []
-        for ids, w, words, exp in self._encode_raw(texts, side, batch_size, progress):
+        for ids, w, words, exp in self._weights(texts, side, batch_size, progress):
             w = self._normalize(w, side)
             codes = quantize(w, scale, max_code)
             keep = codes > 0
@@ -125,13 +135,21 @@ class DeepBoW:
         the top code; larger weights saturate."""
         # the sides weigh a text's terms alike unless titles have sigmoid weights of their own
         sides = ("query", "title") if self.net.cfg.title_weights == "sigmoid" else ("query",)
-        raw = {side: [w for _, w, _, _ in self._encode_raw(texts, side) if len(w)]
+        raw = {side: [w for _, w, _, _ in self._weights(texts, side) if len(w)]
                for side in sides}
         raw.setdefault("title", raw["query"])
         top = {side: max((float(self._normalize(w, side).max()) for w in raw[side]),
                          default=1.0) for side in ("query", "title")}
         self.scales = {"query": 1.1 * top["query"] / QUERY_MAX_CODE,
                        "title": 1.1 * top["title"] / TITLE_MAX_CODE}
+
+    def _weights(self, texts: Sequence[str], side: str, batch_size: int = 128, progress=None):
+        """_encode_raw with the product-word priors applied (when the model has them)."""
+        raw = self._encode_raw(texts, side, batch_size, progress)
+        if not self.priors.params.active:
+            return raw
+        return [(ids, self.priors.apply(normalize(t), side, w, words), words, exp)
+                for t, (ids, w, words, exp) in zip(texts, raw, strict=True)]
 
     def _encode_raw(self, texts: Sequence[str], side: str = "query", batch_size: int = 128,
                     progress=None):

@@ -34,6 +34,7 @@ class ModelFormat:
     text_files: tuple[str, ...]
     id_keys: tuple[str, ...]
     half: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()  # text files a model may lack (added by later versions)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -57,8 +58,12 @@ def read_lines(path: Path) -> list[str]:
 
 
 def model_id(fmt: ModelFormat, files: dict[str, str], manifest: dict) -> str:
-    """A hash of the files and of every manifest value in fmt.id_keys."""
-    blob = json.dumps({"files": files, **{k: manifest.get(k) for k in fmt.id_keys}},
+    """A hash of the files and of every manifest value in fmt.id_keys (a key the manifest lacks
+    counts as null, except one added after the format's first models: it is left out, so
+    their ids stay what they were)."""
+    late = ("priors",)
+    blob = json.dumps({"files": files, **{k: manifest.get(k) for k in fmt.id_keys
+                                          if k in manifest or k not in late}},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -71,9 +76,10 @@ def save_model_dir(path: str | Path, fmt: ModelFormat, arrays: dict[str, np.ndar
     with staged_dir(path) as tmp:
         np.savez(tmp / "weights.npz",
                  **{k: (v.astype(np.float16) if k in fmt.half else v) for k, v in arrays.items()})
-        for name in fmt.text_files:
+        names = [*fmt.files, *(n for n in fmt.optional if n in texts)]
+        for name in names[1:]:
             write_lines(tmp / name, texts[name])
-        files = {f: sha256_file(tmp / f) for f in fmt.files}
+        files = {f: sha256_file(tmp / f) for f in names}
         manifest = {"format": fmt.name, "format_version": fmt.version,
                     "model_id": model_id(fmt, files, manifest), **manifest, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
@@ -92,11 +98,13 @@ def load_model_dir(path: str | Path, fmt: ModelFormat, verify: bool = True
     if verify and manifest.get("model_id") != model_id(fmt, files, manifest):
         raise ModelFileError(f"{path / 'manifest.json'}: model_id does not match its contents "
                              f"(edited manifest?)")
-    check_listed_files(path, fmt.files, manifest, verify, ModelFileError)
+    present = [n for n in fmt.optional if n in files]
+    check_listed_files(path, [*fmt.files, *present], manifest, verify, ModelFileError)
     try:
         with np.load(path / "weights.npz", allow_pickle=False) as z:
             arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
                       for k in z.files}
     except Exception as e:  # zipfile/npy errors come in many types
         raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
-    return manifest, arrays, {name: read_lines(path / name) for name in fmt.text_files}
+    return manifest, arrays, {name: read_lines(path / name)
+                              for name in [*fmt.text_files, *present]}

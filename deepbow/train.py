@@ -311,6 +311,19 @@ def calibrate_default(model, data_dir: Path | None = None, calibrate_on: str = "
     calibrate(model, training_pairs("valid", data_dir), calibrate_on, log)
 
 
+def set_priors(model, params, data_dir: Path | None = None,
+               log: Callable[[str], None] = lambda s: None) -> None:
+    """Give a model the product-word priors of `params` (deepbow/priors.py), with the lexicon
+    built from the shared data; priors off (the default) leave it without."""
+    from deepbow.datasets import product_lexicon
+    from deepbow.priors import ProductPriors
+
+    rates = product_lexicon(data_dir) if params.active else {}
+    model.priors = ProductPriors(rates, params, model.vocab, model.segmenter)
+    if params.active:
+        log(f"priors {params.to_dict()}, lexicon of {len(rates)} product words")
+
+
 def recipe_pairs(cfg: TrainConfig, segmenter: Segmenter, data_dir: Path | None = None
                  ) -> tuple[list[Pair], list[Pair]]:
     """The shared-data recipe's (train, valid) pairs: QBQTC, the e-commerce pairs of the NER
@@ -351,6 +364,7 @@ def train_default(cfg: TrainConfig, out: str | Path, data_dir: Path | None = Non
     else:
         corpus, user = default_corpus_and_words(data_dir)
         model = new_model(corpus, user, cfg, log)
+    set_priors(model, cfg.priors, data_dir, log)
     train_pairs, valid_pairs = recipe_pairs(cfg, model.segmenter, data_dir)
     log(f"{len(train_pairs)} training pairs, {len(valid_pairs)} validation pairs, "
         f"{len(user)} user-dictionary words")

@@ -243,3 +243,52 @@ def test_fine_tuning_on_judged_pairs_changes_scores_and_round_trips(tiny_model_d
     again = deepbow.load(tmp_path / "ft")
     assert np.array_equal(again.score(q, titles), tuned.score(q, titles))
     assert again.manifest["train_config"]["init_model_id"] == before.model_id
+
+
+def _with_priors(model_dir, rates, params):
+    from deepbow.priors import ProductPriors
+
+    m = deepbow.load(model_dir)
+    m.priors = ProductPriors(rates, params, m.vocab, m.segmenter)
+    return m
+
+
+def test_query_head_prior_puts_the_product_word_first(tiny_model_dir):
+    from deepbow.priors import PriorParams
+
+    plain = deepbow.load(tiny_model_dir)
+    m = _with_priors(tiny_model_dir, {"鼠标": 0.9, "华为": 0.1}, PriorParams(1.0, 0.5, 1.0))
+    q = "华为超薄防摔鼠标"
+    v = m.encode([q], "query")[0].as_dict()
+    head = sum(w for t, w in v.items() if t in m.priors._inside("鼠标"))
+    assert head >= 0.99 * (sum(v.values()) - head)  # the product word weighs at least the rest
+    assert v.get("鼠标", 0) > plain.encode([q], "query")[0].as_dict().get("鼠标", 0)
+    # no word the lexicon calls a product: the query is left alone; titles too
+    assert m.encode(["超薄防摔"], "query")[0].as_dict() == \
+        plain.encode(["超薄防摔"], "query")[0].as_dict()
+    assert m.encode([q], "title")[0].as_dict() == plain.encode([q], "title")[0].as_dict()
+    ex = m.explain(q, "华为新款鼠标超薄")  # still a sum over matched words
+    assert ex.score == pytest.approx(sum(r.contribution for r in ex.rows), abs=1e-12)
+
+
+def test_title_prior_weighs_a_secondary_product_word_down(tiny_model_dir):
+    from deepbow.priors import PriorParams
+
+    plain = deepbow.load(tiny_model_dir)
+    m = _with_priors(tiny_model_dir, {"手机": 0.9, "鼠标垫": 0.9}, PriorParams(0.0, 0.5, 0.5))
+    t = "华为手机 超薄鼠标垫"  # sells a mouse pad; 手机 is not its product
+    a, b = plain.encode([t], "title")[0].as_dict(), m.encode([t], "title")[0].as_dict()
+    assert b["手机"] == pytest.approx(0.5 * a["手机"], abs=2 * plain.scales["title"])
+    assert b["鼠标垫"] == a["鼠标垫"]
+
+
+def test_priors_are_saved_with_the_model(tiny_model_dir, tmp_path):
+    from deepbow.priors import PriorParams
+
+    m = _with_priors(tiny_model_dir, {"鼠标": 0.9}, PriorParams(1.0, 0.5, 0.7))
+    m.save(tmp_path / "m")
+    again = deepbow.load(tmp_path / "m")
+    assert (tmp_path / "m" / "products.txt").is_file() and again.priors.params.active
+    assert again.model_id != deepbow.load(tiny_model_dir).model_id  # vectors differ
+    q = ["华为超薄防摔鼠标"]
+    assert again.encode(q, "query")[0].as_dict() == m.encode(q, "query")[0].as_dict()
