@@ -29,20 +29,22 @@ import numpy as np
 from pyroaring import BitMap
 from scipy import sparse
 
-from deepbow.errors import DeepBowError
 from deepbow.fileio import dir_lock, staged_dir
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
 from index import kernels
+from index.integrity import (
+    IndexFileError,
+    check_deleted,
+    check_files,
+    check_manifest,
+    check_segment,
+)
 
 FORMAT = "deepbow-index"
 FORMAT_VERSION = 1
 ARRAYS = ("indptr", "docs", "impacts", "max_impact")
-
-
-class IndexFileError(DeepBowError):
-    """An index directory is missing, corrupt, of another version or built by another model."""
-
-
+__all__ = ["IndexFileError", "InvertedIndex", "Segment", "check_replaceable", "listed_files",
+           "prune"]
 
 
 @dataclass
@@ -287,16 +289,11 @@ class InvertedIndex:
         then remove files the new manifest no longer names. `extra` may hold "files":
         names of files the caller put in the folder (checksummed like ours) and any other
         keys to keep in the manifest. Returns the manifest."""
-        from deepbow.fileio import atomic_open, sha256_file
+        from deepbow.fileio import atomic_open, sha256_file  # late: tests inject faults here
 
         folder = Path(folder)
         extra = dict(extra or {})
-        old = {}
-        if (folder / "manifest.json").is_file():
-            try:
-                old = json.loads((folder / "manifest.json").read_text("utf-8")).get("files", {})
-            except (OSError, ValueError):
-                old = {}
+        old = listed_files(folder) or {}
         names: list[str] = []
         segs = []
         for seg in self.segments:
@@ -308,7 +305,7 @@ class InvertedIndex:
                 names.append(fname)
             segs.append({"uid": seg.uid, "n_docs": seg.n_docs, "doc_base": seg.doc_base,
                          "n_postings": seg.n_postings})
-        deleted_name = f"deleted-{uuid.uuid4().hex[:8]}.roar"
+        deleted_name = f"deleted-{uuid.uuid4().hex[:12]}.roar"
         with atomic_open(folder / deleted_name, "wb") as fh:
             fh.write(self.deleted.serialize())
         names += [deleted_name, *extra.pop("files", [])]
@@ -325,39 +322,46 @@ class InvertedIndex:
                     "segments": segs, "deleted": deleted_name, **self.meta, **extra,
                     "files": files}
         with atomic_open(folder / "manifest.json") as fh:
-            json.dump(manifest, fh, ensure_ascii=False, indent=2)
-        for p in folder.iterdir():  # our files of older generations (not the edit journal)
-            if p.is_file() and p.name.startswith(("seg-", "deleted-")) and p.name not in files:
-                p.unlink()
+            json.dump(manifest, fh, ensure_ascii=False, indent=2, allow_nan=False)
+        prune(folder, files)
         return manifest
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = True, verify: bool = False) -> InvertedIndex:
-        """Open an index directory. Sizes, format and version are always checked; `verify`
-        also hashes every file (what `deepbow index verify` does)."""
+    def load(cls, path: str | Path, mmap: bool = True, verify: bool = False,
+             previous: InvertedIndex | None = None) -> InvertedIndex:
+        """Open an index directory. The manifest's shape, every file's size and what the
+        kernels rely on are always checked (index/integrity.py); `verify` also hashes every
+        file (what `deepbow index verify` does). Segments of `previous` (an earlier view of the
+        same directory) are reused: segment files are immutable, named by their uid."""
         path = Path(path)
         manifest = read_index_manifest(path)
+        check_manifest(path / "manifest.json", manifest)
         check_files(path, manifest, verify)
+        n_terms = manifest["n_terms"]
+        known = {} if previous is None or verify or previous.n_terms != n_terms else \
+            {(s.uid, s.doc_base, s.n_docs): s for s in previous.segments}
         segs = []
         try:
-            for i, sm in enumerate(manifest["segments"]):
-                seg = Segment(*(np.asarray(np.load(path / f"seg-{sm['uid']}.{n}.npy",
-                                                   mmap_mode="r" if mmap else None,
-                                                   allow_pickle=False)) for n in ARRAYS),
-                              n_docs=int(sm["n_docs"]), doc_base=int(sm["doc_base"]),
-                              uid=sm["uid"])
-                if len(seg.indptr) != manifest["n_terms"] + 1 or \
-                        seg.n_postings != len(seg.docs) or len(seg.docs) != len(seg.impacts):
-                    raise IndexFileError(f"{path}: segment {i} arrays disagree with the manifest")
+            for sm in manifest["segments"]:
+                seg = known.get((sm["uid"], sm["doc_base"], sm["n_docs"]))
+                if seg is None:
+                    seg = Segment(*(np.asarray(np.load(path / f"seg-{sm['uid']}.{n}.npy",
+                                                       mmap_mode="r" if mmap else None,
+                                                       allow_pickle=False)) for n in ARRAYS),
+                                  n_docs=sm["n_docs"], doc_base=sm["doc_base"], uid=sm["uid"])
+                    check_segment(seg, n_terms, str(path / f"seg-{sm['uid']}"))
                 segs.append(seg)
             deleted = BitMap.deserialize((path / manifest["deleted"]).read_bytes())
-        except (ValueError, OSError, KeyError) as e:
+        except FileNotFoundError as e:
+            raise IndexFileError(f"{path}: missing file {Path(e.filename).name}") from None
+        except (ValueError, OSError, EOFError, IndexError) as e:
             raise IndexFileError(f"{path}: unreadable index ({e})") from None
+        check_deleted(deleted, manifest["n_docs"], str(path / manifest["deleted"]))
         meta = {k: v for k, v in manifest.items()
                 if k not in ("format", "format_version", "n_terms", "n_docs", "n_deleted",
                              "n_postings", "impact_bits", "scale", "segments", "files",
                              "deleted")}
-        return cls(segs, int(manifest["n_terms"]), float(manifest["scale"]), deleted, meta)
+        return cls(segs, n_terms, float(manifest["scale"]), deleted, meta)
 
     def stats(self) -> dict:
         nbytes = sum(np.asarray(getattr(s, n)).nbytes for s in self.segments for n in ARRAYS)
@@ -400,16 +404,31 @@ def read_index_manifest(path: Path) -> dict:
     return read_manifest(path, FORMAT, FORMAT_VERSION, "index", IndexFileError)
 
 
-def check_files(path: Path, manifest: dict, verify: bool) -> None:
-    from deepbow.fileio import sha256_file
+def listed_files(folder: Path) -> dict | None:
+    """The files the manifest now in `folder` lists (None when there is none or it is
+    damaged)."""
+    try:
+        files = json.loads((folder / "manifest.json").read_text("utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(files, dict):
+        return None
+    return {k: v for k, v in files.items() if isinstance(v, dict)}
 
-    for fname, info in manifest.get("files", {}).items():
-        fp = path / fname
-        if not fp.is_file():
-            raise IndexFileError(f"{path}: missing file {fname}")
-        size = fp.stat().st_size
-        if size != info["bytes"]:
-            raise IndexFileError(f"{fp}: {size} bytes, manifest says {info['bytes']} "
-                                 f"(truncated or replaced)")
-        if verify and sha256_file(fp) != info["sha256"]:
-            raise IndexFileError(f"{fp}: checksum mismatch (corrupt or tampered)")
+
+def prune(folder: Path, keep) -> list[str]:
+    """Remove our files that `keep` does not name: segment and deletion files of older
+    generations, and temp files a killed writer left. Call it holding the folder's lock
+    (no other writer is mid-write then); readers keep what they opened (see catalogue.py)."""
+    removed = []
+    for p in folder.iterdir():
+        ours = p.name.startswith(("seg-", "deleted-")) or (
+            p.name.startswith((".seg-", ".deleted-", ".manifest.json.")) and
+            p.name.endswith(".tmp"))
+        if ours and p.name not in keep and p.is_file():
+            try:
+                p.unlink()
+                removed.append(p.name)
+            except FileNotFoundError:
+                pass
+    return removed

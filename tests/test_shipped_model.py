@@ -43,8 +43,8 @@ def test_product_word_inside_another_product_ranks_lower(model):
 
 
 def shared_or_skip():
-    from deepbow.locations import shared_data_dir
     from deepbow.errors import InputError
+    from deepbow.locations import shared_data_dir
 
     try:
         return shared_data_dir()
