@@ -55,14 +55,31 @@ def staged_dir(path: str | Path):
 @contextmanager
 def dir_lock(folder: str | Path):
     """An exclusive lock on `folder/.lock`, so two writers never interleave."""
+    with file_lock(Path(folder) / ".lock"):
+        yield
+
+
+@contextmanager
+def file_lock(path: str | Path):
+    """An exclusive flock on `path` (created if absent). When the file was replaced while
+    this waited (a folder swapped by a rebuild), the lock is taken again on the new one."""
     import fcntl
 
-    with open(Path(folder) / ".lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    path = Path(path)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # closing releases the lock
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -34,6 +34,7 @@ from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, Editor, compile_edits, journal_of
 from index.edits import replay
 from index.inverted import InvertedIndex, Segment, check_replaceable, listed_files, prune
+from index.journal import JOURNAL
 from index.segments import Hit, SegmentStore
 from index.view import STALE, open_view, signature
 
@@ -93,7 +94,7 @@ class Catalogue:
         index = InvertedIndex.from_csr(codes, scale=model.scales["title"])
         index.meta = {"model_id": model.model_id}
         uid = index.segments[0].uid
-        index.save(out, overwrite=overwrite, keep=[journal_of(out).path.name],
+        index.save(out, overwrite=overwrite, keep=[JOURNAL],
                    write_extra=lambda folder: SegmentStore.write(folder, uid, items))
         return cls.open(out, model)
 

@@ -50,7 +50,7 @@ class CompiledEdits:
 def journal_of(path: str | Path) -> Journal:
     """The journal of an index directory, or a journal file itself."""
     path = Path(path)
-    return Journal(path / JOURNAL if path.is_dir() else path, tuple(OPS))
+    return Journal(path / JOURNAL if path.is_dir() else path, check_args)
 
 
 def read_edits(path: str | Path) -> EditState:

@@ -22,6 +22,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import numpy as np
 from pyroaring import BitMap
 from scipy import sparse
 
-from deepbow.fileio import dir_lock, staged_dir
+from deepbow.fileio import dir_lock, file_lock, staged_dir
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
 from index import kernels
 from index.integrity import (
@@ -266,17 +267,23 @@ class InvertedIndex:
         """Write a complete index into a temp directory beside `path`, then rename it.
         `write_extra(folder)` may first add files of the caller's and return their names;
         `keep` names files of the index being replaced to carry over (not checksummed: the
-        edit journal grows)."""
+        edit journal grows). The index being replaced is locked meanwhile, and so is each
+        kept file, so no writer's change to it is lost in the swap."""
         path = Path(path)
         check_replaceable(path, overwrite)
-        with staged_dir(path) as tmp:
-            extra = dict(extra or {})
-            if write_extra is not None:
-                extra["files"] = list(extra.get("files", [])) + list(write_extra(tmp))
-            for name in keep:
-                if (path / name).is_file():
-                    shutil.copy2(path / name, tmp / name)
-            self.write_into(tmp, extra)
+        with ExitStack() as locks:
+            if path.is_dir():
+                locks.enter_context(dir_lock(path))
+                for name in keep:
+                    locks.enter_context(file_lock(path / name))
+            with staged_dir(path) as tmp:
+                extra = dict(extra or {})
+                if write_extra is not None:
+                    extra["files"] = list(extra.get("files", [])) + list(write_extra(tmp))
+                for name in keep:
+                    if (path / name).is_file() and (path / name).stat().st_size:
+                        shutil.copy2(path / name, tmp / name)
+                self.write_into(tmp, extra)
 
     def commit(self, path: str | Path, extra: dict | None = None) -> None:
         """Write what `path` lacks (new segments, the deleted set), then swap manifest.json.
