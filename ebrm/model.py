@@ -38,10 +38,9 @@ import numpy as np
 
 from deepbow.edits import Edits
 from deepbow.errors import InputError, ModelFileError
-from deepbow.locations import default_cache_dir
 from deepbow.modelfile import ModelFormat, load_model_dir, save_model_dir
 from deepbow.text import normalize
-from ebrm.cache import Key, QECache
+from ebrm.cache import Key, QECache, cache_file
 from ebrm.explain import ROLE_OTHER, ROLE_PRODUCT, EBRMExplanation, EntityRow
 from ebrm.lexicon import Entity
 from ebrm.soft_logic import soft_and, soft_or
@@ -360,7 +359,7 @@ class EBRM:
         _fit(qnet, arrays, "qe.", Path(path))
         model_id = manifest.get("model_id", "")
         if cache is True:
-            cache = default_cache_dir() / f"ebrm-qe-{model_id}.sqlite"
+            cache = cache_file(model_id)
         qc = QECache(cache if cache else None, model_id)
         return cls(tagger, qe_mod.QEModel(qnet, tagger.vocab), manifest, qc)
 

@@ -19,6 +19,7 @@ the manifest starts again on the new one.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -271,7 +272,10 @@ class Catalogue:
                      edits: CompiledEdits | None = None) -> list[list[Hit]]:
         """Exact top-k with the journal's edits applied (or `edits`, e.g. to preview an edit).
         Products with per-item edits are scored beside the walk and merged in."""
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 0:
+            raise InputError(f"k must be a whole number of hits, got {k!r}")
         edits = edits if edits is not None else self.journal_edits()
+        k = min(int(k), self.index.n_docs)  # no more hits than documents can come back
         mask, side = self._masks(filters, edits)
         out = []
         for qv in self.model.encode(list(queries), "query"):

@@ -36,6 +36,8 @@ from index.edits import (
 )
 from index.journal import JOURNAL, EditError, Journal
 
+MAX_FACTOR = 1e6  # the most a word's scales may multiply it by, together
+
 
 @dataclass
 class CompiledEdits:
@@ -87,8 +89,8 @@ def compile_edits(state: EditState, cat) -> CompiledEdits:
 def title_code(cat, weight: float) -> int:
     """The 8-bit code of a title weight in this index; a weight above its range is refused."""
     scale = cat.index.scale
-    code = int(round(weight / scale))
-    if code > 255:
+    code = weight / scale
+    if not code < 255.5:  # also inf, from a weight near the float maximum
         raise EditError(f"weight {weight:g} is above the largest title weight this index "
                         f"stores ({255 * scale:.4g})")
     return code
@@ -139,8 +141,11 @@ class Editor:
                     "weight_after": a["weight"]}
         if op in ("scale", "ban"):
             before = state.scales.get(a["word"], 1.0)
-            return {"factor_before": before,
-                    "factor_after": 0.0 if op == "ban" else before * a["factor"]}
+            after = 0.0 if op == "ban" else before * a["factor"]
+            if after > MAX_FACTOR:
+                raise EditError(f"{a['word']!r} would weigh {after:g} times its weight; at "
+                                f"most {MAX_FACTOR:g} (undo an earlier scale instead)")
+            return {"factor_before": before, "factor_after": after}
         if op in ("link", "unlink"):
             before = state.links.get((a["from"], a["to"]))
             if op == "unlink" and before is None:
