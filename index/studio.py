@@ -38,6 +38,7 @@ PAGE = Path(__file__).with_name("studio.html")
 MAX_BODY = 64 * 1024
 MAX_K = 200
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+SCORERS = ("deepbow", "ebrm", "hybrid")
 
 
 class Studio:
@@ -55,6 +56,8 @@ class Studio:
     def search(self, q: str, k: int = 10, scorer: str = "deepbow") -> dict:
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InputError(f"k must be a whole number from 1 to {MAX_K}")
+        if scorer not in SCORERS:
+            raise InputError(f"scorer must be one of {', '.join(SCORERS)}, got {scorer!r}")
         if not q.strip():
             return {"query": q, "hits": [], "scorer": scorer}
         with self.lock:
