@@ -119,8 +119,10 @@ def read_manifest(path: str | Path, fmt: str, version: int, what: str,
         raise error(f"{path}: not a deepbow {what} (no manifest.json)")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise error(f"{mpath}: corrupt manifest ({e})") from None
+    except OSError as e:
+        raise error(f"{mpath}: cannot read the manifest ({e.strerror})") from None
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != fmt:
         raise error(f"{mpath}: format is {found!r}, expected {fmt!r}")
