@@ -93,7 +93,7 @@ def title_code(cat, weight: float) -> int:
     if not code < 255.5:  # also inf, from a weight near the float maximum
         raise EditError(f"weight {weight:g} is above the largest title weight this index "
                         f"stores ({255 * scale:.4g})")
-    return code
+    return int(round(code))
 
 
 class Editor:
