@@ -166,22 +166,21 @@ class Editor:
         top 50 for entity edits, when a reranker is given)."""
         if not query:
             return {}
+        now = self.cat.journal_edits()  # one view of the index for before and after
         records = self.log()
         after = compile_edits(replay([*records, {"op": op, "args": args, "seq": (
             records[-1]["seq"] + 1) if records else 1}]), self.cat)
         if OPS[op].entity:
             if self.reranker is None:
                 return {"query": query, "note": "no EBRM model attached: no ranking shown"}
-            before = self.reranker.rerank(query, k, "ebrm")
-            now = self.reranker.rerank(query, k, "ebrm", edits=after)
-            return {"query": query, "scorer": "ebrm",
-                    "before": [{"id": h.id, "score": round(s, 6)} for h, s in before],
-                    "after": [{"id": h.id, "score": round(s, 6)} for h, s in now]}
-        return {"query": query,
-                "before": [{"id": h.id, "score": round(h.score, 6)}
-                           for h in self.cat.search(query, k)],
-                "after": [{"id": h.id, "score": round(h.score, 6)}
-                          for h in self.cat.search(query, k, edits=after)]}
+            return {"query": query, "scorer": "ebrm", **{
+                side: [{"id": h.id, "score": round(s, 6)}
+                       for h, s in self.reranker.rerank(query, k, "ebrm", edits=e)]
+                for side, e in (("before", now), ("after", after))}}
+        return {"query": query, **{
+            side: [{"id": h.id, "score": round(h.score, 6)}
+                   for h in self.cat.search(query, k, edits=e)]
+            for side, e in (("before", now), ("after", after))}}
 
     def current_weight(self, item: str, word: str) -> float:
         doc = self.cat.id_map()[item]
