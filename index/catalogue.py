@@ -157,6 +157,7 @@ class Catalogue:
                 raise InputError(f"ids already in the index: {clash[:5]} (use update)")
             if clash:
                 self.index.delete([ids[x] for x in clash])
+                self._unfold(clash)
             self._add_segment(items, codes)
         return len(items)
 
@@ -179,6 +180,7 @@ class Catalogue:
             if unknown:
                 raise InputError(f"unknown ids: {unknown[:5]}")
             self.index.delete([m[x] for x in ids])
+            self._unfold(ids)
         return len(ids)
 
     def compact(self) -> None:
@@ -203,6 +205,15 @@ class Catalogue:
             return [{"item": k.rsplit("\t", 1)[0], "word": k.rsplit("\t", 1)[1], **v}
                     for k, v in folded.items()]
         return list(folded)
+
+    def _unfold(self, ids: Sequence[str]) -> None:
+        """Forget the folded edits of products whose postings are gone (deleted, or replaced
+        by an update): the journal's edits then apply to a new product of that id as they
+        did before any compaction."""
+        gone = set(ids)
+        folded = self.folded_edits()
+        if any(f["item"] in gone for f in folded):
+            self.index.meta["folded_edits"] = [f for f in folded if f["item"] not in gone]
 
     def doc_vector(self, doc: int) -> dict[int, int]:
         """Every stored (term id → code) of one doc, read back from the postings."""

@@ -129,3 +129,28 @@ def test_folded_edits_of_the_older_form_are_read(tiny_model, tmp_path):
     cat.editor.undo(rec["seq"])
     assert cat.editor.current_weight("a2", "手机") != w
     assert {x: y for x, y, _ in cat.editor.item_words("a2")}["手机"] == w
+
+
+@pytest.mark.parametrize("change", ["update", "delete and add again"])
+def test_a_weight_edit_stays_in_force_when_its_product_is_replaced_after_a_compaction(
+        cat, change):
+    """Found by the concurrency test: the compaction folded the edit into the product's
+    postings; an update then replaced those postings, and the edit, still in the journal,
+    had no effect any more."""
+    def weight():
+        return {w: x for w, x, _ in cat.editor.item_words("a2")}.get("手机")
+
+    original = weight()
+    rec = cat.editor.set_weight("a2", "手机", 0.5)
+    edited = weight()
+    cat.compact()
+    if change == "update":
+        cat.update([{**ITEMS[1]}])
+    else:
+        cat.delete(["a2"])
+        cat.add([{**ITEMS[1]}])
+    assert weight() == edited != original
+    cat.compact()
+    assert weight() == edited
+    cat.editor.undo(rec["seq"])
+    assert weight() == original
