@@ -63,16 +63,35 @@ def ebrm() -> None:
               help="DeepBoW model the hybrid is calibrated against (default: the shipped one).")
 @click.option("--tagger-from", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Keep the tagger of this EBRM directory instead of training one.")
+@click.option("--init", "init_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="With --pairs: the EBRM model to fine-tune.")
+@click.option("--pairs", "pairs_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), default=None,
+              help="Fine-tune on these labelled pairs (0/1/2 or E/S/C/I) instead of training "
+                   "from the shared data; needs --init.")
+@click.option("--valid", "valid_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), default=None,
+              help="With --pairs: validation pairs (default: a query-disjoint 15% of --pairs).")
 @handle_errors
-def ebrm_train(out_dir, config_path, data_dir, deepbow_path, tagger_from):
+def ebrm_train(out_dir, config_path, data_dir, deepbow_path, tagger_from, init_dir, pairs_path,
+               valid_path):
     """Train the tagger, pretrain the QE cross-encoder, fine-tune through the soft logic, then
-    calibrate the hybrid with DeepBoW (see the README for the shipped recipe)."""
+    calibrate the hybrid with DeepBoW (see the README for the shipped recipe); or fine-tune a
+    model (--init) on your own labelled pairs (--pairs)."""
     import deepbow
+    from deepbow.readers import labelled, read_pairs
     from ebrm.calibrate import calibrate_hybrid
     from ebrm.config import EbrmConfig, default_config_path
-    from ebrm.train import train_ebrm
+    from ebrm.train import train_ebrm, train_on_pairs
 
     cfg = EbrmConfig.from_toml(config_path or default_config_path())
+    if pairs_path is not None:
+        if init_dir is None:
+            raise click.UsageError("--pairs fine-tunes a model: give it with --init")
+        valid = labelled(list(read_pairs(valid_path)), valid_path) if valid_path else None
+        train_on_pairs(init_dir, labelled(list(read_pairs(pairs_path)), pairs_path), valid, cfg,
+                       out_dir, deepbow.load(deepbow_path), log=log_line)
+        return
     model = train_ebrm(out_dir, cfg, data_dir, tagger_from=tagger_from, log=log_line)
     calibrate_hybrid(model, deepbow.load(deepbow_path), out_dir, data_dir, log=log_line)
 
@@ -80,16 +99,21 @@ def ebrm_train(out_dir, config_path, data_dir, deepbow_path, tagger_from):
 @ebrm.command("calibrate")
 @click.option("--ebrm-model", "ebrm_path", type=click.Path(path_type=Path, file_okay=False),
               required=True, help="EBRM model directory to recalibrate in place.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True,
+                                                         dir_okay=False), default=None,
+              help="A recipe whose [logic] to use (default: the one stored in the model).")
 @data_option
 @model_option
 @handle_errors
-def ebrm_calibrate(ebrm_path, data_dir, model_path):
-    """Choose the t-norm family and 0/1/2 thresholds again and refit the hybrid against the
-    DeepBoW model (--model), on validation pairs (the last steps of `deepbow ebrm train`)."""
+def ebrm_calibrate(ebrm_path, config_path, data_dir, model_path):
+    """Choose the logic and 0/1/2 thresholds again and refit the hybrid against the DeepBoW
+    model (--model), on validation pairs (the last steps of `deepbow ebrm train`)."""
     import deepbow
     from ebrm.calibrate import recalibrate
+    from ebrm.config import EbrmConfig
 
-    recalibrate(ebrm_path, deepbow.load(model_path), data_dir, log=log_line)
+    cfg = EbrmConfig.from_toml(config_path) if config_path else None
+    recalibrate(ebrm_path, deepbow.load(model_path), data_dir, log=log_line, cfg=cfg)
 
 
 @ebrm.command("eval-tagger")

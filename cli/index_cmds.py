@@ -40,7 +40,7 @@ def index_build(catalogue, out_dir, overwrite, model_path):
     """Encode CATALOGUE (JSONL {id, title, ...} or TSV id<TAB>title) into an index."""
     import deepbow
     from deepbow.readers import read_catalogue
-    from index.inverted import check_replaceable
+    from index.folder import check_replaceable
 
     check_replaceable(out_dir, overwrite)  # before minutes of encoding
     items = read_catalogue(catalogue)
@@ -140,10 +140,12 @@ def index_verify(index_dir, model_path):
               help="Batch: a file of queries (one a line, or 'qid<TAB>query').")
 @click.option("--run", "run_path", type=click.Path(path_type=Path, dir_okay=False),
               help="With --queries: write a run file (.jsonl for JSONL, else TREC).")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --queries: walk the postings on this many threads.")
 @model_option
 @json_option
 @handle_errors
-def search(index_dir, query, k, filters, queries_path, run_path, model_path, as_json):
+def search(index_dir, query, k, filters, queries_path, run_path, threads, model_path, as_json):
     """Rank the catalogue in INDEX_DIR for QUERY (or for each line of --queries)."""
     cat = open_index(index_dir, model_path)
     flt = parse_filters(filters)
@@ -160,17 +162,17 @@ def search(index_dir, query, k, filters, queries_path, run_path, model_path, as_
             words = ", ".join(f"{w} {c:.3f}" for w, c in h.matched)
             click.echo(f"{rank:>3}. {h.score:8.4f}  {h.id:<12} {h.title[:48]}  [{words}]")
         return
-    _batch(cat, queries_path, k, flt, run_path)
+    _batch(cat, queries_path, k, flt, run_path, threads)
 
 
-def _batch(cat, queries_path: Path, k: int, flt, run_path: Path | None) -> None:
+def _batch(cat, queries_path: Path, k: int, flt, run_path: Path | None, threads: int) -> None:
     """Search every query of a file; a TREC or JSONL run on stdout or into --run."""
     from deepbow.fileio import atomic_open
     from deepbow.readers import read_queries
 
     qs = read_queries(queries_path)
     with Progress(len(qs), "searching") as bar:
-        results = cat.batch_search([q for _, q in qs], k, flt, progress=bar)
+        results = cat.batch_search([q for _, q in qs], k, flt, progress=bar, threads=threads)
     trec = run_path is not None and run_path.suffix != ".jsonl"
     lines = (f"{qid} Q0 {h.id} {rank} {h.score:.6f} deepbow" if trec else
              json.dumps({"qid": qid, "query": q, "rank": rank, **h.to_json()},

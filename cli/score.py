@@ -154,17 +154,40 @@ def eval_cmd(pairs_path, no_baseline, failures, model_path, scorer, ebrm_path, e
 
 @click.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True,
-                                                         dir_okay=False), required=True)
+                                                         dir_okay=False), default=None,
+              help="The recipe (TOML; default: deepbow/configs/default.toml, or finetune.toml "
+                   "with --pairs).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               required=True, help="Model directory to write.")
+@click.option("--init", "init_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Start from this model (its vocabulary and weights): "
+                                 "fine-tuning.")
+@click.option("--pairs", "pairs_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), default=None,
+              help="Train on these labelled pairs (0/1/2 or E/S/C/I) instead of the shared "
+                   "data; needs --init.")
+@click.option("--valid", "valid_path", type=click.Path(path_type=Path, exists=True,
+                                                       dir_okay=False), default=None,
+              help="With --pairs: validation pairs (default: a query-disjoint 15% of --pairs).")
 @data_option
 @handle_errors
-def train(config_path, out_dir, data_dir):
-    """Train a DeepBoW model from the shared data (see the README for the shipped recipe)."""
-    from deepbow.config import TrainConfig
-    from deepbow.train import train_default
+def train(config_path, out_dir, init_dir, pairs_path, valid_path, data_dir):
+    """Train a DeepBoW model from the shared data (the shipped recipe, see the README), or
+    fine-tune one (--init) on your own labelled query–title pairs (--pairs)."""
+    from deepbow.config import TrainConfig, default_config_path
+    from deepbow.readers import labelled, read_pairs
+    from deepbow.train import train_default, train_on_pairs
 
-    train_default(TrainConfig.from_toml(config_path), out_dir, data_dir, log=log_line)
+    cfg = TrainConfig.from_toml(config_path or default_config_path(
+        "finetune.toml" if pairs_path else "default.toml"))
+    if pairs_path is None:
+        train_default(cfg, out_dir, data_dir, log=log_line, init=init_dir)
+        return
+    if init_dir is None:
+        raise click.UsageError("--pairs fine-tunes a model: give it with --init")
+    pairs = labelled(list(read_pairs(pairs_path)), pairs_path)
+    valid = labelled(list(read_pairs(valid_path)), valid_path) if valid_path else None
+    train_on_pairs(init_dir, pairs, valid, cfg.train, out_dir, log=log_line)
 
 
 @click.command()
@@ -204,3 +227,24 @@ def data_prepare(out_dir, data_dir):
     for name, pairs in evaluation_files(data_dir).items():
         write_pairs(pairs, out_dir / name)
         click.echo(f"{out_dir / name}: {len(pairs)} pairs")
+
+
+@data.command("split")
+@pairs_option
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              required=True)
+@click.option("--share", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=0.6, show_default=True, help="Share of each query kind's queries in tune.")
+@handle_errors
+def data_split(pairs_path, out_dir, share):
+    """Split a judged file into query-disjoint tune.jsonl and check.jsonl (stratified by query
+    kind, by a hash of the qid): choose and train on tune, measure on check."""
+    from deepbow.datasets import split_judged, write_pairs
+    from deepbow.readers import read_pairs
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, part in zip(("tune.jsonl", "check.jsonl"),
+                          split_judged(list(read_pairs(pairs_path)), share), strict=True):
+        write_pairs(part, out_dir / name)
+        click.echo(f"{out_dir / name}: {len(part)} pairs, "
+                   f"{len({p.qid or p.query for p in part})} queries")

@@ -74,6 +74,12 @@ class TrainParams:
     pair_weight: float = 0.0
     pair_batch: int = 16
     validate_every: int = 0  # steps between mid-epoch checkpoints (0: at the end of each epoch)
+    # shopper-like queries (a product word with modifiers) generated from the NER train titles
+    # and added to the recipe's pairs (deepbow/shopper_queries.py); 0: none
+    shopper_queries: int = 0
+    # the share of the recipe's other training pairs kept (a seeded sample), e.g. to train a
+    # given model further mostly on what is new
+    recipe_share: float = 1.0
 
 
 @dataclass
@@ -116,3 +122,10 @@ def read_toml_sections(path: str | Path, sections: dict[str, type]) -> dict:
         except (TypeError, ValueError) as e:
             raise InputError(f"{path}: [{name}]: {e}") from None
     return parts
+
+
+def default_config_path(name: str = "default.toml") -> Path:
+    """A recipe shipped as package data of deepbow (default.toml: the base model's)."""
+    from importlib.resources import files
+
+    return Path(str(files("deepbow") / "configs" / name))

@@ -239,6 +239,28 @@ def evaluation_files(data_dir: Path | None = None) -> dict[str, list[Pair]]:
             "valid.jsonl": training_pairs("valid", data_dir)}
 
 
+JUDGED_SPLIT_SALT = "deepbow-judged-split-v1"
+
+
+def split_judged(pairs: list[Pair], share: float = 0.6) -> tuple[list[Pair], list[Pair]]:
+    """A judged file in two query-disjoint parts (tune, check): within each query kind
+    (qtype), queries (qid, or the query text) ordered by sha256(salt + ":" + qid); the first
+    round(share · n) go to tune. Stratified, deterministic, independent of line order: the
+    split the README's figures use (tune for choices and training, check to measure)."""
+    if not 0.0 < share < 1.0:
+        raise InputError(f"share must be between 0 and 1, got {share}")
+    by_kind: dict[str, set[str]] = defaultdict(set)
+    for p in pairs:
+        by_kind[p.qtype].add(p.qid or p.query)
+    tune: set[str] = set()
+    for qids in by_kind.values():
+        order = sorted(qids, key=lambda q: hashlib.sha256(
+            f"{JUDGED_SPLIT_SALT}:{q}".encode()).hexdigest())
+        tune |= set(order[:int(round(share * len(order)))])
+    return ([p for p in pairs if (p.qid or p.query) in tune],
+            [p for p in pairs if (p.qid or p.query) not in tune])
+
+
 def write_pairs(pairs: list[Pair], path: str | Path) -> None:
     from deepbow.fileio import atomic_write_text
 

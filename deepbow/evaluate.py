@@ -11,6 +11,8 @@ from deepbow.metrics import (
     auc,
     best_thresholds,
     class_f1,
+    exact_above_complements,
+    exact_on_top,
     hard_negative_failures,
     hard_negative_rate,
     macro_f1,
@@ -20,6 +22,23 @@ from deepbow.readers import Pair
 
 METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0",
            "auc_2v1")
+JUDGED = ("ndcg@10", "p@1", "e_above_c", "auc_e", "auc_es", "macro_f1", "accuracy")
+
+
+def judged_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray) -> dict:
+    """One scorer's figures on judged pairs (ESCI letters), each query's candidates reranked:
+    nDCG@10 (gains 2^grade − 1, ties against the scorer), P@1 (an E on top), the share of
+    queries where every E scores above every C, AUC of E vs the rest and of E+S vs C+I over all
+    pairs, macro-F1 and accuracy of the 0/1/2 labels."""
+    y = np.array([p.label for p in pairs])
+    q = [p.qid or p.query for p in pairs]
+    esci = [p.esci for p in pairs]
+    e = np.array([x == "E" for x in esci])
+    return {"ndcg@10": ndcg_at_k(q, scores, y, 10), "p@1": exact_on_top(q, scores, esci),
+            "e_above_c": exact_above_complements(q, scores, esci), "auc_e": auc(scores, e),
+            "auc_es": auc(scores, np.isin(esci, ("E", "S"))),
+            "macro_f1": macro_f1(labels_pred, y), "accuracy": accuracy(labels_pred, y),
+            "pairs": len(pairs), "queries": len(set(q))}
 
 
 def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray,
@@ -84,19 +103,29 @@ def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
         s = bm25_pair_scores([p.query for p in pairs], [p.title for p in pairs], segmenter)
         t = best_thresholds(s, [p.label for p in pairs])
         scores["bm25"], labels["bm25"] = s, np.digitize(s, t)
-    groups = {"all": list(range(len(pairs)))}
-    domains = {"qbqtc" if p.kind == "qbqtc" else "ecom" for p in pairs}
-    if len(domains) > 1:
-        for dname in sorted(domains):
-            groups[dname] = [i for i, p in enumerate(pairs)
-                             if ("qbqtc" if p.kind == "qbqtc" else "ecom") == dname]
+    judged = all(p.esci for p in pairs)
     out: dict[str, dict] = {}
-    for gname, idx in groups.items():
+    for gname, idx in groups_of(pairs, judged).items():
         sub = [pairs[i] for i in idx]
         for name in scores:
-            out.setdefault(gname, {})[name] = metric_row(sub, scores[name][idx],
-                                                         labels[name][idx], failures)
+            out.setdefault(gname, {})[name] = (
+                judged_row(sub, scores[name][idx], labels[name][idx]) if judged
+                else metric_row(sub, scores[name][idx], labels[name][idx], failures))
     return out
+
+
+def groups_of(pairs: Sequence[Pair], judged: bool) -> dict[str, list[int]]:
+    """"all", then per query kind (judged files: qtype) or per domain (qbqtc / ecom) when
+    there are several."""
+    def kind(p: Pair) -> str:
+        return p.qtype or "-" if judged else ("qbqtc" if p.kind == "qbqtc" else "ecom")
+
+    groups = {"all": list(range(len(pairs)))}
+    kinds = sorted({kind(p) for p in pairs})
+    if len(kinds) > 1:
+        for k in kinds:
+            groups[k] = [i for i, p in enumerate(pairs) if kind(p) == k]
+    return groups
 
 
 TABLE = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "auc_1v0",
@@ -106,15 +135,19 @@ TABLE = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1", "
 def to_text(res: dict[str, dict]) -> str:
     """evaluate()'s figures as the table `deepbow eval` prints (percent), then each scorer's
     failing hard-negative queries when they were asked for."""
+    judged = "p@1" in next(iter(res["all"].values()))
+    cols = JUDGED if judged else TABLE
     lines = []
     for group, by_model in res.items():
-        n = next(iter(by_model.values()))["pairs"]
-        lines.append(f"[{group}] {n} pairs")
+        first = next(iter(by_model.values()))
+        lines.append(f"[{group}] {first['pairs']} pairs"
+                     + (f", {first['queries']} queries" if judged else ""))
         lines.append(f"  {'scorer':<10}" + "".join(f"{c.replace('_below_all', ''):>10}"
-                                                 for c in TABLE))
+                                                 for c in cols))
         for name, row in by_model.items():
             lines.append(f"  {name:<10}" + "".join(
-                f"{100 * row[c]:>10.2f}" if c in row else f"{'-':>10}" for c in TABLE))
+                f"{100 * row[c]:>10.2f}" if c in row and row[c] == row[c] else f"{'-':>10}"
+                for c in cols))
     for name, row in res["all"].items():
         fails = row.get("hard_neg_failures")
         if fails is None:

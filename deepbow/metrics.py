@@ -23,6 +23,14 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def by_query(queries: Sequence[str]) -> list[np.ndarray]:
+    """The indices of each query's pairs, queries in first-seen order."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, q in enumerate(queries):
+        groups[q].append(i)
+    return [np.array(idx) for idx in groups.values()]
+
+
 def ndcg_at_k(queries: Sequence[str], scores: Sequence[float], labels: Sequence[int],
               k: int = 10) -> float:
     """Mean nDCG@k over queries that have at least one relevant title (gain 2^label − 1).
@@ -30,15 +38,11 @@ def ndcg_at_k(queries: Sequence[str], scores: Sequence[float], labels: Sequence[
     Ties in score are broken against the scorer (worst order), so a constant scorer gains
     nothing from the input order.
     """
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, q in enumerate(queries):
-        groups[q].append(i)
     s = np.asarray(scores, np.float64)
     y = np.asarray(labels, np.int64)
     disc = 1.0 / np.log2(np.arange(2, k + 2))
     vals = []
-    for idx in groups.values():
-        idx = np.array(idx)
+    for idx in by_query(queries):
         gains = 2.0 ** y[idx] - 1
         if gains.max() <= 0:
             continue
@@ -47,6 +51,35 @@ def ndcg_at_k(queries: Sequence[str], scores: Sequence[float], labels: Sequence[
         ideal = np.sort(gains)[::-1][:k]
         vals.append(dcg / (ideal * disc[: len(ideal)]).sum())
     return float(np.mean(vals)) if vals else float("nan")
+
+
+def exact_on_top(queries: Sequence[str], scores: Sequence[float], esci: Sequence[str]) -> float:
+    """P@1 of a judged file: the share of queries (those with an E or S title, the set nDCG
+    counts) whose top title is an exact match E; ties against the scorer (every title tied at
+    the top must be E)."""
+    s = np.asarray(scores, np.float64)
+    hits = []
+    for idx in by_query(queries):
+        letters = [esci[i] for i in idx]
+        if not any(x in ("E", "S") for x in letters):
+            continue
+        top = s[idx] == s[idx].max()
+        hits.append(all(x == "E" for x, t in zip(letters, top, strict=True) if t))
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def exact_above_complements(queries: Sequence[str], scores: Sequence[float],
+                            esci: Sequence[str]) -> float:
+    """The share of queries (those with both) where every exact match E scores strictly above
+    every complement C: accessories and parts never passing as the product."""
+    s = np.asarray(scores, np.float64)
+    ok = []
+    for idx in by_query(queries):
+        e = [s[i] for i in idx if esci[i] == "E"]
+        c = [s[i] for i in idx if esci[i] == "C"]
+        if e and c:
+            ok.append(min(e) > max(c))
+    return float(np.mean(ok)) if ok else float("nan")
 
 
 def confusion(pred: Sequence[int], gold: Sequence[int], n: int = 3) -> np.ndarray:

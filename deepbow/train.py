@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deepbow.config import TrainConfig, TrainParams
+from deepbow.errors import InputError
 from deepbow.metrics import auc, best_thresholds, macro_f1
 from deepbow.readers import Pair
 from deepbow.text import Segmenter, normalize
@@ -310,18 +311,85 @@ def calibrate_default(model, data_dir: Path | None = None, calibrate_on: str = "
     calibrate(model, training_pairs("valid", data_dir), calibrate_on, log)
 
 
-def train_default(cfg: TrainConfig, out: str | Path, data_dir: Path | None = None,
-                  log: Callable[[str], None] = lambda s: None):
-    from deepbow.datasets import default_corpus_and_words, training_pairs
+def recipe_pairs(cfg: TrainConfig, segmenter: Segmenter, data_dir: Path | None = None
+                 ) -> tuple[list[Pair], list[Pair]]:
+    """The shared-data recipe's (train, valid) pairs: QBQTC, the e-commerce pairs of the NER
+    train titles and, with cfg.train.shopper_queries, shopper-like queries (deepbow/
+    shopper_queries.py), each split by a hash of the query."""
+    from deepbow.datasets import SPLITS, ner_titles, split_of, training_pairs
+    from deepbow.shopper_queries import shopper_pairs
 
-    corpus, user = default_corpus_and_words(data_dir)
-    train_pairs = training_pairs("train", data_dir, seed=cfg.train.seed)
-    valid_pairs = training_pairs("valid", data_dir, seed=cfg.train.seed)
+    seed = cfg.train.seed
+    train, valid = (training_pairs(s, data_dir, seed=seed) for s in ("train", "valid"))
+    if cfg.train.recipe_share < 1.0:
+        train = random.Random(seed).sample(train, int(len(train) * cfg.train.recipe_share))
+    if cfg.train.shopper_queries:
+        shop = shopper_pairs(ner_titles("train", data_dir), segmenter,
+                             cfg.train.shopper_queries, seed)
+        train += [p for p in shop if split_of(p.query) in SPLITS["train"]]
+        valid += [p for p in shop if split_of(p.query) in SPLITS["valid"]]
+    return train, valid
+
+
+def train_default(cfg: TrainConfig, out: str | Path, data_dir: Path | None = None,
+                  log: Callable[[str], None] = lambda s: None, init: str | Path | None = None):
+    """The shared-data recipe: a new model, or with `init` that model trained further (its
+    vocabulary and network kept; cfg.vocab and cfg.net are then unused)."""
+    import torch
+
+    from deepbow.datasets import default_corpus_and_words
+
+    _set_seed(cfg.train.seed)
+    torch.set_num_threads(cfg.train.threads)
+    if init is not None:
+        from deepbow.encoder import DeepBoW
+
+        model = DeepBoW.load(init)
+        model.manifest["train_config"] = {**cfg.to_dict(), "init": str(init),
+                                          "init_model_id": model.model_id}
+        user: list[str] = model.segmenter.user_words
+    else:
+        corpus, user = default_corpus_and_words(data_dir)
+        model = new_model(corpus, user, cfg, log)
+    train_pairs, valid_pairs = recipe_pairs(cfg, model.segmenter, data_dir)
     log(f"{len(train_pairs)} training pairs, {len(valid_pairs)} validation pairs, "
         f"{len(user)} user-dictionary words")
-    model = train_model(train_pairs, valid_pairs, corpus, user, cfg, log)
+    fit(model, train_pairs, valid_pairs, cfg.train, log)
     model.save(out, {"trained_on": "shared data: qbqtc dev+pilot (train part), "
                                    "ecommerce_ner train splits, multicpr train queries, "
-                                   "gazetteers"})
+                                   "gazetteers" + (", shopper-like queries from the NER train "
+                                                   "titles" if cfg.train.shopper_queries
+                                                   else "")})
+    log(f"saved {out} (model id {model.model_id})")
+    return model
+
+
+def train_on_pairs(init: str | Path, train_pairs: Sequence[Pair],
+                   valid_pairs: Sequence[Pair] | None, tp: TrainParams, out: str | Path,
+                   log: Callable[[str], None] = lambda s: None):
+    """Fine-tune a model on a user's own labelled pairs (0/1/2, or E/S/C/I letters), without
+    the shared data: its vocabulary and network kept, the best checkpoint on `valid_pairs`
+    (default: a query-disjoint 15% of the pairs) kept, then calibrated on them."""
+    import torch
+
+    from deepbow.datasets import SPLITS, split_of
+    from deepbow.encoder import DeepBoW
+
+    if valid_pairs is None:
+        held = set(SPLITS["valid"]) | set(SPLITS["test"])
+        valid_pairs = [p for p in train_pairs if split_of(p.query) in held]
+        train_pairs = [p for p in train_pairs if split_of(p.query) not in held]
+    if not train_pairs or not valid_pairs:
+        raise InputError("fine-tuning needs labelled training pairs and validation pairs (too "
+                         "few queries to hold some out: give --valid)")
+    _set_seed(tp.seed)
+    torch.set_num_threads(tp.threads)
+    model = DeepBoW.load(init)
+    model.manifest["train_config"] = {"train": asdict(tp), "init": str(init),
+                                      "init_model_id": model.model_id,
+                                      "pairs": len(train_pairs), "valid_pairs": len(valid_pairs)}
+    log(f"fine-tuning {init} on {len(train_pairs)} pairs, validating on {len(valid_pairs)}")
+    fit(model, list(train_pairs), list(valid_pairs), tp, log)
+    model.save(out, {"trained_on": "the user's labelled pairs, from " + str(init)})
     log(f"saved {out} (model id {model.model_id})")
     return model

@@ -21,7 +21,8 @@ from deepbow.metrics import best_thresholds
 from deepbow.readers import Pair
 from ebrm.config import PRESENCE_OPTIONS, EbrmConfig, LogicParams
 from ebrm.lexicon import Lexicon
-from ebrm.model import EBRM, load_tagger
+from ebrm.model import EBRM
+from ebrm.modeldir import load_tagger
 from ebrm.train import default_split, gold_titles, mean_auc, qi_scores
 
 Log = Callable[[str], None]
@@ -31,6 +32,7 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], logic: LogicParams,
                  log: Log = print) -> dict:
     """Manifest entries of the logic with the best mean of AUC(≥1) and AUC(=2) on `pairs`,
     chosen one setting after the other, and F1-optimal thresholds for it."""
+    model = model.with_logic(**logic.fixed())
     lists = model.entities([p.title for p in pairs])
     y = np.array([p.label for p in pairs])
     figures: dict[str, float] = {}
@@ -68,7 +70,8 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], logic: LogicParams,
         f"(fallback {fallback}), back-off ε={backoff}; thresholds {thresholds}")
     return {"family": family, "candidate_gamma": gamma, "brand_candidate_gamma": brand_gamma,
             "query_brand_presence": presence, "query_brand_fallback": fallback,
-            "product_backoff": backoff, "thresholds": thresholds, "calibration_auc": figures}
+            "product_backoff": backoff, "thresholds": thresholds, **logic.fixed(),
+            "calibration_auc": figures}
 
 
 def apply_logic(model: EBRM, chosen: dict) -> None:
@@ -86,11 +89,14 @@ def validation_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]:
 
 
 def recalibrate(path: str | Path, deepbow_model, data_dir: Path | None = None,
-                log: Log = print) -> EBRM:
-    """Choose the logic and thresholds again and refit the hybrid, saving in place (the
-    grids of the model's own recipe, stored in its manifest)."""
+                log: Log = print, cfg: EbrmConfig | None = None) -> EBRM:
+    """Choose the logic and thresholds again and refit the hybrid, saving in place, with the
+    logic of `cfg` (default: the model's own recipe, stored in its manifest; a new one given
+    is stored in its place)."""
     model = EBRM.load(path, cache=False)
-    cfg = EbrmConfig.from_dict(model.manifest.get("config", {}))
+    if cfg is None:
+        cfg = EbrmConfig.from_dict(model.manifest.get("config", {}))
+    model.manifest["config"] = cfg.to_dict()
     apply_logic(model, choose_logic(model, calibration_pairs(data_dir), cfg.logic, log))
     calibrate_hybrid(model, deepbow_model, path, data_dir, log)
     return model
@@ -108,11 +114,12 @@ def calibration_pairs(data_dir: Path | None = None, seed: int = 0) -> list[Pair]
 
 
 def calibrate_hybrid(model: EBRM, deepbow_model, out: str | Path, data_dir: Path | None = None,
-                     log: Log = print) -> dict:
-    """Fit the hybrid's β and thresholds on the calibration pairs; store them in the EBRM model."""
+                     log: Log = print, pairs: Sequence[Pair] | None = None) -> dict:
+    """Fit the hybrid's β and thresholds on `pairs` (default: the calibration pairs of the
+    shared data); store them in the EBRM model saved at `out`."""
     from ebrm.hybrid import fit_hybrid
 
-    valid = calibration_pairs(data_dir)
+    valid = list(pairs) if pairs is not None else calibration_pairs(data_dir)
     pairs = [(p.query, p.title) for p in valid]
     d, e = deepbow_model.score_pairs(pairs), model.score_pairs(pairs)
     betas = EbrmConfig.from_dict(model.manifest.get("config", {})).hybrid.betas

@@ -11,7 +11,8 @@ from deepbow.config import read_toml_sections
 
 PRESENCE_OPTIONS = {"off": (False, False), "entities": ("entities", False),
                     "entities+fallback": ("entities", True), "text": ("text", False),
-                    "text+fallback": ("text", True)}
+                    "text+fallback": ("text", True), "share": ("share", False),
+                    "share+fallback": ("share", True)}
 
 
 @dataclass
@@ -59,15 +60,27 @@ class FinetuneParams:
 
 @dataclass
 class LogicParams:
-    """What calibration chooses among, on validation pairs, one after the other."""
+    """What calibration chooses among, on validation pairs, one after the other (lists), and
+    settings fixed by the recipe (scalars). The generated validation pairs hold no shopper
+    queries, so the query focus, the modifier and secondary-product weights and the graded
+    brand presence were chosen on the tune part of the judged dev file (README, Relevance)."""
 
     families: list[str] = field(default_factory=lambda: ["product", "lukasiewicz", "godel"])
     candidate_gammas: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])
     # "off": untagged brand candidates stay out of the AND
     brand_gammas: list = field(default_factory=lambda: ["off", 0.5, 1.0, 2.0])
-    presence: list[str] = field(default_factory=lambda: list(PRESENCE_OPTIONS))
+    presence: list[str] = field(default_factory=lambda: ["share+fallback"])
     backoffs: list[float] = field(default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.2, 0.3])
     product_candidates: bool = True
+    query_focus: str = "product"  # s asked of the query's product words ("full": the query)
+    candidate_modifier_weight: float = 0.0  # a candidate qualifying the next product word
+    secondary_product_weight: float = 0.7  # a product word other than the title's main one
+
+    def fixed(self) -> dict:
+        """The manifest entries the recipe fixes."""
+        return {"query_focus": self.query_focus,
+                "candidate_modifier_weight": self.candidate_modifier_weight,
+                "secondary_product_weight": self.secondary_product_weight}
 
     def __post_init__(self) -> None:
         bad = [p for p in self.presence if p not in PRESENCE_OPTIONS]
@@ -75,6 +88,8 @@ class LogicParams:
             raise ValueError(f"presence options {bad}: use {sorted(PRESENCE_OPTIONS)}")
         if any(g != "off" and not isinstance(g, int | float) for g in self.brand_gammas):
             raise ValueError('brand_gammas holds numbers or "off"')
+        if self.query_focus not in ("full", "product"):
+            raise ValueError(f'query_focus is "full" or "product", not {self.query_focus!r}')
 
     def brand_gamma_values(self) -> list[float | None]:
         return [None if g == "off" else float(g) for g in self.brand_gammas]

@@ -37,17 +37,16 @@ from pathlib import Path
 import numpy as np
 
 from deepbow.edits import Edits
-from deepbow.errors import InputError, ModelFileError
-from deepbow.modelfile import ModelFormat, load_model_dir, save_model_dir
+from deepbow.errors import InputError
+from deepbow.modelfile import save_model_dir
 from deepbow.text import normalize
 from ebrm.cache import Key, QECache, cache_file
 from ebrm.explain import ROLE_OTHER, ROLE_PRODUCT, EBRMExplanation, EntityRow
 from ebrm.lexicon import Entity
+from ebrm.modeldir import FORMAT, fit_weights, read_model_dir
 from ebrm.soft_logic import soft_and, soft_or
-from ebrm.table import EntityTable
+from ebrm.table import EntityTable, or_weights
 
-FORMAT = ModelFormat("ebrm-model", 1, "EBRM model", ("chars.txt", "products.txt", "brands.txt"),
-                     id_keys=("family",))
 _SEPARATORS = re.compile(r"[\s,，、/|;；]+")
 
 
@@ -125,8 +124,28 @@ class EBRM:
         g = self.manifest.get("brand_candidate_gamma")
         return None if g is None else float(g)
 
+    @property
+    def modifier_weight(self) -> float:
+        """A product candidate's weight in the OR when it qualifies the next product word of the
+        title (手机 in 手机防水袋), as a factor (1: no different from other candidates)."""
+        return float(self.manifest.get("candidate_modifier_weight", 1.0))
+
+    @property
+    def secondary_weight(self) -> float:
+        """The OR weight of a product word other than the title's main product (ebrm/table.py
+        main_products), as a factor (1: every product word counts alike)."""
+        return float(self.manifest.get("secondary_product_weight", 1.0))
+
+    @property
+    def query_focus(self) -> str:
+        """What the cross-encoder's *satisfies* is asked about: "full", the whole query, or
+        "product", the query's product words (the form it learned; a real query's modifiers and
+        brand are then judged by no-conflict and the brand presence alone)."""
+        return self.manifest.get("query_focus", "full")
+
     def table(self, titles: Sequence[str]) -> EntityTable:
-        return EntityTable(self.entities(titles), self.gamma, self.brand_gamma, titles)
+        return EntityTable(self.entities(titles), self.gamma, self.brand_gamma, titles,
+                           self.modifier_weight, self.secondary_weight)
 
     def warm(self, queries: Iterable[str], table: EntityTable, progress=None) -> int:
         """Judge every (query, entity of the table) pair ahead of time, so later searches read
@@ -141,17 +160,14 @@ class EBRM:
     # -- QE judgements --------------------------------------------------------------------
     def qe_scores(self, query: str, keys: Sequence[Key], edits: Edits | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """(s, c) per entity key for a query: cache first, the cross-encoder for the misses,
-        then pinned values (operator edits) on top."""
+        """(s, c) per entity key for a query: judgements of the query (with query_focus
+        "product", s is the best over the query's product words), then pinned values (operator
+        edits, keyed by the whole query) on top."""
         q = normalize(query)
-        vals, missing = self.cache.lookup(q, keys)
-        if missing:
-            s, c = self.qe.predict([q] * len(missing), [keys[i] for i in missing])
-            self.cache.store(q, ((keys[i], float(a), float(b))
-                                 for i, a, b in zip(missing, s, c, strict=True)))
-            for i, a, b in zip(missing, s, c, strict=True):
-                vals[i] = (float(a), float(b))
-        arr = np.array(vals, np.float64).reshape(-1, 2)
+        arr = self._judge(q, keys)
+        focus = self.query_products(query) if self.query_focus == "product" else []
+        if focus:
+            arr[:, 0] = np.max([self._judge(p, keys)[:, 0] for p in focus], axis=0)
         if edits is not None and edits.pins:
             for i, k in enumerate(keys):
                 ps, pc = edits.pin_for(q, k[0], k[1])
@@ -160,6 +176,18 @@ class EBRM:
                 if pc is not None:
                     arr[i, 1] = pc
         return arr[:, 0], arr[:, 1]
+
+    def _judge(self, q: str, keys: Sequence[Key]) -> np.ndarray:
+        """[len(keys), 2] (s, c) of a normalised query: the cache first, the cross-encoder for
+        the misses (stored in the cache)."""
+        vals, missing = self.cache.lookup(q, keys)
+        if missing:
+            s, c = self.qe.predict([q] * len(missing), [keys[i] for i in missing])
+            self.cache.store(q, ((keys[i], float(a), float(b))
+                                 for i, a, b in zip(missing, s, c, strict=True)))
+            for i, a, b in zip(missing, s, c, strict=True):
+                vals[i] = (float(a), float(b))
+        return np.array(vals, np.float64).reshape(-1, 2)
 
 
     def score_table(self, query: str, table: EntityTable,
@@ -237,7 +265,8 @@ class EBRM:
 
     @property
     def presence_mode(self) -> str | None:
-        """How a brand the query names must be found in a title: "text", "entities" or None."""
+        """How a brand the query names must be found in a title: "text", "share" (the share of
+        its words found in the title's text), "entities" or None."""
         mode = self.manifest.get("query_brand_presence")
         return "entities" if mode is True else (mode or None)
 
@@ -252,6 +281,11 @@ class EBRM:
             return None
         if mode == "text":
             return table.containing(brands).astype(np.float64)
+        if mode == "share":
+            words = list(dict.fromkeys(w for b in brands for w in (
+                [x for x in self.tagger.segmenter().words(b) if len(x) >= 2 or x.isascii()]
+                or [b])))
+            return np.mean([table.containing([w]) for w in words], axis=0)
         c0 = c_ext.copy()
         c0[-1] = 0.0  # the sentinel of an OR
         return soft_or(c0[table.brands], self.family)
@@ -281,13 +315,15 @@ class EBRM:
         if not normalize(title):
             raise InputError("empty title")
         ents = self.entities([title])[0]
-        table = EntityTable([ents], self.gamma, self.brand_gamma, [title])
+        table = EntityTable([ents], self.gamma, self.brand_gamma, [title], self.modifier_weight,
+                            self.secondary_weight)
         parts = self._logic(query, table, [categories], edits)
         score, sat, ok = (float(parts[k][0]) for k in ("score", "sat", "ok"))
         present, backoff = parts["present"], parts["backoff"]
         brands, products, besides = self._query_reading(query)
-        rows = [row for e in ents
-                if (row := self._row(query, e, table, parts, categories, edits)) is not None]
+        weights = or_weights(ents, self.gamma, self.modifier_weight, self.secondary_weight)
+        rows = [row for e, w in zip(ents, weights, strict=True)
+                if (row := self._row(query, e, w, table, parts, categories, edits)) is not None]
         notes = []
         if not any(e.type == "product" for e in ents):
             notes.append("no product entity found in the title: nothing can satisfy the query, "
@@ -296,23 +332,25 @@ class EBRM:
             what = "words besides its product word" if besides else "brand"
             notes.append(f"the query's {what} ({', '.join(brands)}): not in the title, so at "
                          "most a partial match")
-        rule = ("1 if it occurs in the title's text, else 0" if self.presence_mode == "text"
-                else "OR(c of the title's brands)")
+        rule = {"text": "1 if it occurs in the title's text, else 0",
+                "share": "the share of its words found in the title's text"}.get(
+            self.presence_mode or "", "OR(c of the title's brands)")
         return EBRMExplanation(query, title, rows, sat, ok, score, int(self.label([score])[0]),
                                self.family, notes, brands,
                                None if present is None else float(present[0]), rule, products,
                                None if backoff is None else float(backoff[0]), besides)
 
-    def _row(self, query: str, e: Entity, table: EntityTable, parts: dict,
+    def _row(self, query: str, e: Entity, w: float, table: EntityTable, parts: dict,
              categories: Sequence[str], edits: Edits | None) -> EntityRow | None:
-        """One entity's line of the explanation: its judgements, weight and role (None for a
-        brand candidate that plays no part in this model)."""
+        """One entity's line of the explanation: its judgements, weight `w` in the OR and role
+        (None for a brand candidate that plays no part in this model)."""
         i = table.keys.index((e.type, e.text))
         role = ROLE_PRODUCT if e.type == "product" else ROLE_OTHER
-        w = e.conf ** self.gamma if e.candidate else 1.0
         if e.candidate and e.type == "product":
             role = (f"product candidate, untagged (tagger confidence {e.conf:.2f}; the OR "
                     f"reads s × {w:.2f})")
+        elif e.type == "product" and w < 1.0:
+            role = f"{role}; not the title's main product: the OR reads s × {w:.2f}"
         elif e.candidate:
             if self.brand_gamma is not None:
                 w = e.conf ** self.brand_gamma
@@ -354,47 +392,14 @@ class EBRM:
         $DEEPBOW_CACHE (or ~/.cache/deepbow), a path = that SQLite file, False/None = memory."""
         from ebrm import qe as qe_mod
 
-        manifest, arrays, tagger = _read_dir(Path(path), verify)
+        manifest, arrays, tagger = read_model_dir(Path(path), verify)
         qnet = qe_mod.build_net(len(tagger.vocab), **manifest.get("qe", {}))
-        _fit(qnet, arrays, "qe.", Path(path))
+        fit_weights(qnet, arrays, "qe.", Path(path))
         model_id = manifest.get("model_id", "")
         if cache is True:
             cache = cache_file(model_id)
         qc = QECache(cache if cache else None, model_id)
         return cls(tagger, qe_mod.QEModel(qnet, tagger.vocab), manifest, qc)
-
-
-def load_tagger(path: str | Path, verify: bool = True):
-    """Only the tagger of an EBRM directory (to keep it while retraining the rest)."""
-    return _read_dir(Path(path), verify)[2]
-
-
-def _read_dir(path: Path, verify: bool):
-    """manifest, weight arrays (torch) and the tagger of an EBRM directory; checked."""
-    import torch
-
-    from deepbow.charvocab import CharVocab
-    from ebrm import tagger as tagger_mod
-    from ebrm.lexicon import Lexicon
-
-    manifest, arrays, texts = load_model_dir(path, FORMAT, verify)
-    arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-    vocab = CharVocab(texts["chars.txt"])
-    lexicon = Lexicon(texts["products.txt"], texts["brands.txt"])
-    tcfg = dict(manifest.get("tagger", {}))
-    word_features = bool(tcfg.pop("word_features", False))
-    net = tagger_mod.build_net(len(vocab), **tcfg)
-    _fit(net, arrays, "tagger.", path)
-    return manifest, arrays, tagger_mod.Tagger(net, vocab, lexicon, word_features=word_features)
-
-
-def _fit(net, arrays: dict, prefix: str, path: Path) -> None:
-    sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-    try:
-        net.load_state_dict(sub)
-    except RuntimeError as e:
-        raise ModelFileError(f"{path}: weights do not fit the network "
-                             f"({str(e).splitlines()[0]})") from None
 
 
 def _apply_rules(edits: Edits, table: EntityTable, S, C, categories):

@@ -15,6 +15,44 @@ from deepbow.text import normalize
 from ebrm.cache import Key
 from ebrm.lexicon import Entity
 
+# words a title uses for a bundle or a listing, not for the thing it sells: never its main product
+BUNDLE_WORDS = frozenset({"套装", "组合", "套件", "两件套", "三件套", "四件套", "套餐", "礼盒",
+                          "礼盒装", "整箱", "批发", "包邮", "一件代发", "配件", "用品", "系列",
+                          "款", "新款", "正品"})
+
+
+def main_products(ents: Sequence[Entity]) -> set[str]:
+    """The product a title sells, as far as words tell: its last tagged product word, bundle
+    words skipped (Taobao titles tend to end with what they sell: 游泳潜水套手机防水袋)."""
+    tagged = sorted((e for e in ents if e.type == "product" and not e.candidate),
+                    key=lambda e: e.end)
+    core = [e for e in tagged if e.text not in BUNDLE_WORDS] or tagged
+    return {core[-1].text} if core else set()
+
+
+def or_weights(ents: Sequence[Entity], gamma: float = 1.0, modifier: float = 1.0,
+               secondary: float = 1.0) -> list[float]:
+    """Each entity's weight in the OR of product entities (1 for the others): confidence **
+    gamma for an untagged candidate; × `modifier` for a candidate directly followed by
+    another product word, which it qualifies (手机 in 手机防水袋, 手机流量: head-final
+    compounds); × `secondary` for a product word other than the title's main product (an
+    accessory's "for" word, a bundle's extras), unless one ends with the other (智能手机 /
+    手机)."""
+    main = main_products(ents) if secondary != 1.0 else set()
+    starts = {e.start for e in ents if e.type == "product" and (not e.candidate or e.conf >= 0.99)}
+    out = []
+    for e in ents:
+        w = 1.0
+        if e.type == "product":
+            if e.candidate:
+                w = e.conf ** gamma
+                if modifier != 1.0 and e.end in starts:
+                    w *= modifier
+            if main and not any(e.text.endswith(m) or m.endswith(e.text) for m in main):
+                w *= secondary
+        out.append(w)
+    return out
+
 
 class EntityTable:
     """Titles as rows of entity keys, padded for vectorised soft logic.
@@ -22,14 +60,16 @@ class EntityTable:
     keys: the distinct (type, text) entities; prod[i] indexes title i's product entities and
     every[i] all its tagged entities into keys, padded with len(keys) (a sentinel whose s is 0
     and c is 1: the identities of OR and AND, so padding never changes a result). conf[i] holds
-    the weight of each product entity in the OR: 1 when tagged, confidence ** gamma for an
-    untagged product candidate. An untagged brand candidate joins the AND (when brand_gamma is
-    not None) softened by its weight w = confidence ** brand_gamma: it reads 1 − w (1 − c), so
-    a word that is only somewhat brand-like can only somewhat conflict; every_w holds w.
+    the weight of each product entity in the OR (or_weights: confidence ** gamma for an
+    untagged candidate, less for a modifier or a secondary product). An untagged brand
+    candidate joins the AND (when brand_gamma is not None) softened by its weight
+    w = confidence ** brand_gamma: it reads 1 − w (1 − c), so a word that is only somewhat
+    brand-like can only somewhat conflict; every_w holds w.
     """
 
     def __init__(self, lists: Sequence[Sequence[Entity]], gamma: float = 1.0,
-                 brand_gamma: float | None = None, texts: Sequence[str] | None = None) -> None:
+                 brand_gamma: float | None = None, texts: Sequence[str] | None = None,
+                 modifier: float = 1.0, secondary: float = 1.0) -> None:
         if texts is not None and len(texts) != len(lists):
             raise ValueError(f"{len(texts)} texts for {len(lists)} entity lists")
         # the titles, for the text checks (brand presence, back-off); normalised only when one
@@ -47,13 +87,13 @@ class EntityTable:
                                              if e.type == "brand")))
             prod: dict[int, float] = {}
             every: dict[int, float] = {}
-            for i, e in zip(ids, ents, strict=True):
+            weights = or_weights(ents, gamma, modifier, secondary)
+            for i, e, w in zip(ids, ents, weights, strict=True):
                 if not e.candidate:
                     every[i] = 1.0
                 elif e.type == "brand" and brand_gamma is not None:
                     every[i] = max(every.get(i, 0.0), e.conf ** brand_gamma)
                 if e.type == "product":
-                    w = e.conf ** gamma if e.candidate else 1.0
                     prod[i] = max(prod.get(i, 0.0), w)
             rows_p.append(prod)
             rows_a.append(every)

@@ -18,6 +18,7 @@ import copy
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,15 @@ from deepbow.datasets import (
     split_of,
     texts_containing,
 )
+from deepbow.errors import InputError
 from deepbow.locations import shared_data_dir
 from deepbow.metrics import auc
 from deepbow.readers import Pair
 from deepbow.text import normalize
 from ebrm.config import EbrmConfig
 from ebrm.lexicon import Entity, Lexicon
-from ebrm.model import EBRM, load_tagger
+from ebrm.model import EBRM
+from ebrm.modeldir import load_tagger
 from ebrm.qe import QEModel, build_net, char_vocab
 from ebrm.qedata import QEExample, qe_examples
 from ebrm.soft_logic import soft_and, soft_or
@@ -311,4 +314,45 @@ def train_ebrm(out: str | Path, cfg: EbrmConfig, data_dir: Path | None = None,
     model.manifest["training"]["seconds"] = round(time.time() - t_start)
     model.save(out)
     log(f"saved {out} in {time.time() - t_start:.0f} s")
+    return EBRM.load(out, cache=False)
+
+
+def train_on_pairs(init: str | Path, train_pairs: Sequence[Pair],
+                   valid_pairs: Sequence[Pair] | None, cfg: EbrmConfig, out: str | Path,
+                   deepbow_model=None, log: Log = print) -> EBRM:
+    """Fine-tune an EBRM model's cross-encoder on a user's own labelled query–title pairs
+    through the soft logic (its tagger and logic kept; titles' entities from its tagger), the
+    best epoch on `valid_pairs` (default: a query-disjoint 15% of the pairs); then the
+    thresholds, and the hybrid's β against `deepbow_model`, fitted on the validation pairs."""
+    import torch
+
+    from deepbow.metrics import best_thresholds
+    from ebrm.calibrate import calibrate_hybrid
+
+    if valid_pairs is None:
+        held = set(SPLITS["valid"]) | set(SPLITS["test"])
+        valid_pairs = [p for p in train_pairs if split_of(p.query) in held]
+        train_pairs = [p for p in train_pairs if split_of(p.query) not in held]
+    if not train_pairs or not valid_pairs:
+        raise InputError("fine-tuning needs labelled training pairs and validation pairs (too "
+                         "few queries to hold some out: give --valid)")
+    torch.manual_seed(cfg.run.seed)
+    model = EBRM.load(init, cache=False)
+    ents = dict(zip((ts := sorted({p.title for p in train_pairs})), model.entities(ts),
+                    strict=True))
+    ft = cfg.finetune
+    finetune(model.qe, list(train_pairs), ents, list(valid_pairs), model.entities, ft.epochs,
+             lr=ft.lr, batch_size=ft.batch_size, seed=cfg.run.seed, log=log)
+    model.cache.clear()  # judgements of the weights before
+    y = np.array([p.label for p in valid_pairs])
+    scores = model.score_pairs([(p.query, p.title) for p in valid_pairs])
+    model.manifest["thresholds"] = [float(x) for x in best_thresholds(scores, y)]
+    model.manifest["training"] = {**model.manifest.get("training", {}), "init": str(init),
+                                  "init_model_id": model.model_id,
+                                  "pairs": len(train_pairs), "valid_pairs": len(valid_pairs),
+                                  "finetune": asdict(ft)}
+    model.save(out)
+    if deepbow_model is not None and "hybrid" in model.manifest:
+        calibrate_hybrid(model, deepbow_model, out, log=log, pairs=valid_pairs)
+    log(f"saved {out} (model id {model.model_id})")
     return EBRM.load(out, cache=False)

@@ -34,7 +34,8 @@ from deepbow.readers import check_item
 from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, Editor, compile_edits, journal_of
 from index.edits import replay
-from index.inverted import InvertedIndex, Segment, check_replaceable, listed_files, prune
+from index.folder import check_replaceable, listed_files, prune
+from index.inverted import InvertedIndex, Segment
 from index.journal import JOURNAL
 from index.segments import Hit, SegmentStore
 from index.view import STALE, open_view, signature
@@ -280,18 +281,20 @@ class Catalogue:
 
     def batch_search(self, queries: Sequence[str], k: int = 10, filters: dict | None = None,
                      matched_words: int = 3, progress=None,
-                     edits: CompiledEdits | None = None) -> list[list[Hit]]:
-        """Exact top-k with the journal's edits applied (or `edits`, e.g. to preview an edit).
-        Products with per-item edits are scored beside the walk and merged in."""
+                     edits: CompiledEdits | None = None, threads: int = 1) -> list[list[Hit]]:
+        """Exact top-k with the journal's edits applied (or `edits`, e.g. to preview an edit),
+        the postings walked on `threads` threads. Products with per-item edits are scored
+        beside the walk and merged in."""
         if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 0:
             raise InputError(f"k must be a whole number of hits, got {k!r}")
         edits = edits if edits is not None else self.journal_edits()
         k = min(int(k), self.index.n_docs)  # no more hits than documents can come back
         mask, side = self._masks(filters, edits)
+        qvs = [edits.words.apply(qv) for qv in self.model.encode(list(queries), "query")]
+        found = self.index.batch_search_codes([(qv.ids, qv.codes) for qv in qvs], k, mask=mask,
+                                              threads=threads)
         out = []
-        for qv in self.model.encode(list(queries), "query"):
-            qv = edits.words.apply(qv)
-            docs, ints = self.index.search_codes(qv.ids, qv.codes, k, mask=mask)
+        for qv, (docs, ints) in zip(qvs, found, strict=True):
             if side.size and k > 0:
                 extra = np.array([int(self._contributions(qv, int(d), edits)[1].sum())
                                   for d in side], np.int64)

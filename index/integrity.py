@@ -25,10 +25,14 @@ class IndexFileError(DeepBowError):
     """An index directory is missing, corrupt, of another version or built by another model."""
 
 
+FORMAT = "deepbow-index"
+FORMAT_VERSION = 2
 UID = re.compile(r"[0-9a-f]{1,32}\Z")
 SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-DTYPES = {"indptr": np.int64, "docs": np.int32, "impacts": np.uint8, "max_impact": np.uint8}
-BLOCK = 1 << 22  # postings per pass of the order check: bounded temporaries on a large index
+DTYPES = {"indptr": np.int64, "docs": np.int32, "impacts": np.uint8, "max_impact": np.uint8,
+          "bptr": np.int64, "blk_last": np.int32, "blk_max": np.uint8}
+V1_ARRAYS = ("indptr", "docs", "impacts", "max_impact")  # version 2 adds the block maxima
+PASS = 1 << 22  # postings per pass of the order check: bounded temporaries on a large index
 
 
 def plain_name(name: object) -> bool:
@@ -77,7 +81,8 @@ def check_manifest(mpath: Path, m: dict) -> None:
             raise IndexFileError(f"{at}: doc_base {sm['doc_base']}, expected {base}")
         base += _count(sm, "n_docs", at)
         postings += _count(sm, "n_postings", at)
-        missing = [n for n in (f"seg-{sm['uid']}.{a}.npy" for a in DTYPES) if n not in files]
+        arrays = V1_ARRAYS if m.get("format_version") == 1 else DTYPES
+        missing = [n for n in (f"seg-{sm['uid']}.{a}.npy" for a in arrays) if n not in files]
         if missing:
             raise IndexFileError(f"{at}: {missing[0]} is not among the listed files")
     if (base, postings) != (m["n_docs"], m["n_postings"]):
@@ -124,38 +129,80 @@ def check_files(path: Path, manifest: dict, verify: bool) -> None:
             raise IndexFileError(f"{fp}: checksum mismatch (corrupt or tampered)")
 
 
-def check_segment(seg, n_terms: int, where: str) -> None:
-    """Shapes and types, then what the kernels rely on: indptr starts at 0, never decreases
-    and ends at the number of postings; doc numbers lie in 0..n_docs-1 and increase within
-    each term; each term's max_impact is its largest impact."""
-    for name, dtype in DTYPES.items():
-        a = getattr(seg, name)
-        if a.ndim != 1 or a.dtype != dtype:
-            raise IndexFileError(f"{where}.{name}.npy: expected a 1-d {np.dtype(dtype)} array, "
-                                 f"found {a.ndim}-d {a.dtype}")
-    ip, docs = seg.indptr, seg.docs
-    if len(ip) != n_terms + 1 or len(seg.max_impact) != n_terms:
+def check_arrays(arrays: dict, n_docs: int, n_terms: int, where: str) -> None:
+    """A segment's arrays, before anything reads them: shapes and types, then what the
+    kernels rely on: indptr starts at 0, never decreases and ends at the number of postings;
+    doc numbers lie in 0..n_docs-1 and increase within each term; each term's max_impact is
+    its largest impact; and the block maxima, when given, are those of the postings."""
+    for name, a in arrays.items():
+        if a.ndim != 1 or a.dtype != DTYPES[name]:
+            raise IndexFileError(f"{where}.{name}.npy: expected a 1-d "
+                                 f"{np.dtype(DTYPES[name])} array, found {a.ndim}-d {a.dtype}")
+    ip, docs, impacts = arrays["indptr"], arrays["docs"], arrays["impacts"]
+    if len(ip) != n_terms + 1 or len(arrays["max_impact"]) != n_terms:
         raise IndexFileError(f"{where}: arrays for {len(ip) - 1} terms, the index has {n_terms}")
-    if ip[0] != 0 or ip[-1] != len(docs) or len(seg.impacts) != len(docs) \
+    if ip[0] != 0 or ip[-1] != len(docs) or len(impacts) != len(docs) \
             or np.any(np.diff(ip) < 0):
         raise IndexFileError(f"{where}.indptr.npy: term offsets are damaged (not increasing "
                              "from 0 to the number of postings)")
-    if len(docs) and (int(docs.min()) < 0 or int(docs.max()) >= seg.n_docs):
-        raise IndexFileError(f"{where}.docs.npy: doc numbers outside 0..{seg.n_docs - 1}")
+    if len(docs) and (int(docs.min()) < 0 or int(docs.max()) >= n_docs):
+        raise IndexFileError(f"{where}.docs.npy: doc numbers outside 0..{n_docs - 1}")
     starts = np.zeros(len(docs) + 1, bool)
     starts[ip] = True  # positions where a term's list begins
-    for a in range(1, len(docs), BLOCK):
-        b = min(a + BLOCK, len(docs))
+    for a in range(1, len(docs), PASS):
+        b = min(a + PASS, len(docs))
         if np.any((docs[a:b] <= docs[a - 1:b - 1]) & ~starts[a:b]):
             raise IndexFileError(f"{where}.docs.npy: doc numbers do not increase within a term")
     nonempty = np.diff(ip) > 0
-    top = np.maximum.reduceat(seg.impacts, ip[:-1][nonempty]) if len(docs) else \
+    top = np.maximum.reduceat(impacts, ip[:-1][nonempty]) if len(docs) else \
         np.zeros(0, np.uint8)
-    if np.any(seg.max_impact[nonempty] != top) or np.any(seg.max_impact[~nonempty] != 0):
+    mx = arrays["max_impact"]
+    if np.any(mx[nonempty] != top) or np.any(mx[~nonempty] != 0):
         raise IndexFileError(f"{where}.max_impact.npy: does not match the impacts")
+    if "bptr" in arrays:
+        _check_blocks(arrays, where)
+
+
+def _check_blocks(arrays: dict, where: str) -> None:
+    """The block-max arrays (index/kernels_blockmax.py): each term's postings in blocks of
+    BLOCK, the doc number of each block's last posting and its largest impact."""
+    from index.kernels_blockmax import BLOCK
+
+    ip, docs = arrays["indptr"], arrays["docs"]
+    lens = np.diff(ip)
+    per_term = (lens + BLOCK - 1) // BLOCK
+    bptr = arrays["bptr"]
+    if len(bptr) != len(ip) or bptr[0] != 0 or np.any(np.diff(bptr) != per_term):
+        raise IndexFileError(f"{where}.bptr.npy: block offsets do not match the postings")
+    n_blocks = int(bptr[-1])
+    if len(arrays["blk_last"]) != n_blocks or len(arrays["blk_max"]) != n_blocks:
+        raise IndexFileError(f"{where}: {n_blocks} blocks, the block arrays hold others")
+    if not n_blocks:
+        return
+    first = np.repeat(bptr[:-1], per_term)
+    block_starts = np.repeat(ip[:-1], per_term) + BLOCK * (np.arange(n_blocks) - first)
+    ends = np.minimum(block_starts + BLOCK, np.repeat(ip[1:], per_term))
+    if np.any(arrays["blk_last"] != docs[ends - 1]):
+        raise IndexFileError(f"{where}.blk_last.npy: does not match the postings")
+    if np.any(arrays["blk_max"] != np.maximum.reduceat(arrays["impacts"], block_starts)):
+        raise IndexFileError(f"{where}.blk_max.npy: does not match the impacts")
 
 
 def check_deleted(deleted, n_docs: int, where: str) -> None:
     if len(deleted) and deleted.max() >= n_docs:
         raise IndexFileError(f"{where}: deleted doc number {deleted.max()} is beyond the "
                              f"{n_docs} docs")
+
+
+def read_index_manifest(path: Path) -> dict:
+    """The manifest of a version-2 index, or of a version-1 one (no block-max arrays: load
+    computes them); any other version is refused with the version-2 message."""
+    from deepbow.fileio import read_manifest
+
+    try:
+        return read_manifest(path, FORMAT, FORMAT_VERSION, "index", IndexFileError)
+    except IndexFileError as current:
+        try:
+            return read_manifest(path, FORMAT, 1, "index", IndexFileError)
+        except IndexFileError:
+            raise current from None

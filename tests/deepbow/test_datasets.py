@@ -63,3 +63,25 @@ def test_read_pairs_errors(tmp_path):
         list(read_pairs(tmp_path / "p.jsonl"))
     (tmp_path / "p.jsonl").write_text('{"query": "a", "title": "b", "label": "2"}\n')
     assert list(read_pairs(tmp_path / "p.jsonl")) == [Pair("a", "b", 2, "")]
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"query": "a", "title": "b", "esci": "X"}', "not 0, 1, 2 or an ESCI letter"),
+    ('{"title": "b", "esci": "E"}', 'needs string fields "query" and "title"'),
+    ('{"query": "a", "title": "b", "esci": "E", "label": 0}', "disagrees with esci"),
+    ('{"query": "a", "title": "b", "label": 2.7}', "label 2.7"),
+    ('{"query": "a", "title": "b", "label": true}', "label True"),
+    ('{"query": "a", "title": "b", "label": Infinity}', "not valid JSON"),
+])
+def test_bad_judged_lines_name_the_line(tmp_path, line, message):
+    (tmp_path / "j.jsonl").write_text('{"query": "a", "title": "b", "esci": "S"}\n' + line + "\n")
+    with pytest.raises(InputError, match="j.jsonl:2: .*" + message.replace("(", r"\(")):
+        list(read_pairs(tmp_path / "j.jsonl"))
+
+
+def test_judged_lines_read_letters_grades_kinds_and_a_bom(tmp_path):
+    (tmp_path / "j.jsonl").write_bytes(
+        '\ufeff{"qid": 7, "query": "手机", "qtype": "product", "title": "t", "esci": "e"}\n'
+        '{"query": "手机", "title": "u", "label": "1.0"}\n'.encode())
+    a, b = read_pairs(tmp_path / "j.jsonl")
+    assert (a.qid, a.esci, a.label, a.qtype) == ("7", "E", 2, "product") and b.label == 1

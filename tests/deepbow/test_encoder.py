@@ -224,3 +224,22 @@ def test_calibration_chooses_the_expansion_and_a_model_without_it_adds_no_words(
     assert loaded.expansion is False
     np.testing.assert_array_equal(loaded.score("华为手机", ["华为新款手机防摔", "罗技鼠标垫"]),
                                   m.score("华为手机", ["华为新款手机防摔", "罗技鼠标垫"]))
+
+
+@pytest.mark.slow
+def test_fine_tuning_on_judged_pairs_changes_scores_and_round_trips(tiny_model_dir, tmp_path):
+    from deepbow.config import TrainParams
+    from deepbow.readers import Pair
+    from deepbow.train import train_on_pairs
+    from tests.conftest import synthetic_pairs
+
+    judged = [Pair(p.query, p.title, p.label, esci="ESI"[2 - p.label] if p.label else "I")
+              for p in synthetic_pairs(3)]
+    tp = TrainParams(epochs=2, batch_size=16, lr=3e-3, threads=1, calibrate_on="all")
+    tuned = train_on_pairs(tiny_model_dir, judged, None, tp, tmp_path / "ft")
+    before = deepbow.load(tiny_model_dir)
+    q, titles = "华为手机", ["华为新款手机防摔", "小米正品手机超薄", "罗技鼠标垫"]
+    assert not np.array_equal(tuned.score(q, titles), before.score(q, titles))
+    again = deepbow.load(tmp_path / "ft")
+    assert np.array_equal(again.score(q, titles), tuned.score(q, titles))
+    assert again.manifest["train_config"]["init_model_id"] == before.model_id

@@ -79,3 +79,57 @@ def test_metric_row_partial_match_figures():
     row = metric_row(pairs, s, np.array([2, 1, 0, 2, 0]))
     assert row["auc_2v1"] == 0.0  # within query a the partial match outranks the exact one
     assert row["auc_1v0"] == 1.0 and row["f1_label1"] == 1.0
+
+
+def test_judged_metrics_on_hand_made_queries():
+    from deepbow.metrics import exact_above_complements, exact_on_top
+
+    q = ["a"] * 4 + ["b"] * 3 + ["c"] * 2
+    esci = ["E", "S", "C", "I", "S", "I", "C", "I", "I"]
+    s = [3, 2, 1, 0, 5, 5, 1, 1, 0]
+    # a: E on top; b: no E, S tied with I at the top → no exact on top; c: nothing relevant
+    assert exact_on_top(q, s, esci) == 0.5
+    # a tie at the top counts against the scorer
+    assert exact_on_top(["a"] * 2, [1, 1], ["E", "I"]) == 0.0
+    assert exact_on_top(["a"] * 2, [1, 1], ["E", "E"]) == 1.0
+    # only a has both E and C; E above every C there
+    assert exact_above_complements(q, s, esci) == 1.0
+    assert exact_above_complements(["a"] * 3, [2, 2, 1], ["E", "C", "I"]) == 0.0  # tie fails
+    assert np.isnan(exact_above_complements(["a"], [1], ["E"]))  # no query with a C
+
+
+def test_judged_rows_per_query_kind():
+    from deepbow.evaluate import evaluate
+    from deepbow.readers import Pair
+
+    pairs = [Pair("q1", "t1", 2, qid="1", esci="E", qtype="real"),
+             Pair("q1", "t2", 0, qid="1", esci="C", qtype="real"),
+             Pair("q2", "t3", 1, qid="2", esci="S", qtype="product"),
+             Pair("q2", "t4", 0, qid="2", esci="I", qtype="product")]
+
+    class Fixed:
+        def score_pairs(self, pairs, edits=None):
+            return np.array([{"t1": 2.0, "t2": 1.0, "t3": 0.0, "t4": 1.0}[t] for _, t in pairs])
+
+        def label(self, s):
+            return np.digitize(s, [0.5, 1.5])
+
+    res = evaluate({"m": Fixed()}, pairs, baseline=False)
+    assert set(res) == {"all", "real", "product"}
+    row = res["all"]["m"]
+    assert row["p@1"] == 0.5 and row["e_above_c"] == 1.0 and row["queries"] == 2
+    assert row["auc_e"] == 1.0 and row["auc_es"] == 0.5
+    assert res["real"]["m"]["ndcg@10"] == 1.0 and res["product"]["m"]["ndcg@10"] < 1.0
+
+
+def test_split_judged_is_query_disjoint_stratified_and_stable():
+    from deepbow.datasets import split_judged
+    from deepbow.readers import Pair
+
+    pairs = [Pair(f"q{i}", f"t{j}", 0, qid=str(i), esci="I", qtype="ab"[i % 2])
+             for i in range(40) for j in range(3)]
+    tune, check = split_judged(pairs, 0.6)
+    qt, qc = {p.qid for p in tune}, {p.qid for p in check}
+    assert not qt & qc and len(qt) == 24 and len(qc) == 16
+    assert sum(int(q) % 2 for q in qt) == 12  # 60% of each kind
+    assert split_judged(pairs[::-1], 0.6)[0] == tune[::-1]  # line order does not matter

@@ -44,6 +44,14 @@ DAMAGE = {
                                      "does not match the impacts"),
     "max_impact above the impacts": ("max_impact", lambda a: a.__setitem__(slice(None), 255),
                                      "does not match the impacts"),
+    "block offsets beyond the blocks": ("bptr", lambda a: a.__setitem__(-1, 10**9),
+                                        "block offsets do not match"),
+    "block offsets decreasing": ("bptr", lambda a: a.__setitem__(slice(1, None), 0),
+                                 "block offsets do not match"),
+    "a block's last doc wrong": ("blk_last", lambda a: a.__setitem__(0, 10**6),
+                                 "blk_last.npy: does not match"),
+    "a block's maximum wrong": ("blk_max", lambda a: a.__setitem__(slice(None), 0),
+                                "blk_max.npy: does not match"),
 }
 
 
@@ -60,6 +68,21 @@ def test_corrupt_postings_are_refused_at_open_search_delete_and_verify(cat, tiny
     clean_error(cli("index", "delete", cat.path, "a1"), message)  # before: a segfault
     clean_error(cli("search", cat.path, "华为手机"), message)
     clean_error(cli("index", "verify", cat.path), "checksum mismatch")
+
+
+def test_a_version_1_index_is_checked_before_its_block_maxima_are_computed(cat, tiny_model):
+    """Version 1 has no block-max arrays: load computes them with a kernel, which must never
+    see damaged postings."""
+    m = json.loads((cat.path / "manifest.json").read_text())
+    uid = m["segments"][0]["uid"]
+    for name in ("bptr", "blk_last", "blk_max"):
+        del m["files"][f"seg-{uid}.{name}.npy"]
+    m["format_version"] = 1
+    (cat.path / "manifest.json").write_text(json.dumps(m))
+    assert len(Catalogue.open(cat.path, tiny_model).search("华为手机")) > 0
+    damage_array(cat.path, "indptr", lambda a: a.__setitem__(len(a) // 2, 10**9))
+    with pytest.raises(IndexFileError, match="term offsets are damaged"):
+        Catalogue.open(cat.path, tiny_model)
 
 
 def test_a_reader_that_opened_before_the_damage_refuses_it_at_its_next_view(cat, tiny_model):
