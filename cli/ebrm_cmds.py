@@ -202,8 +202,12 @@ def ebrm_cache_warm(queries_path, titles_path, ebrm_path, cache_path):
 @cache_option
 @handle_errors
 def ebrm_cache_clear(ebrm_path, cache_path):
-    """Delete every cached judgement of this cache file."""
-    model = _open(ebrm_path, cache_path)
-    n = model.cache.stats()["entries"]
-    model.cache.clear()
-    click.echo(f"cleared {n} entries from {model.cache.path}", err=True)
+    """Delete every cached judgement of this cache file (a damaged cache file is replaced by
+    a new, empty one)."""
+    import deepbow
+    from ebrm.cache import QECache, cache_file
+
+    model_id = deepbow.load_ebrm(ebrm_path, cache=None).model_id
+    path = cache_path or cache_file(model_id)
+    n = QECache.reset(path, model_id)
+    click.echo(f"cleared {n} entries from {path}", err=True)

@@ -40,7 +40,7 @@ def index_build(catalogue, out_dir, overwrite, model_path):
     """Encode CATALOGUE (JSONL {id, title, ...} or TSV id<TAB>title) into an index."""
     import deepbow
     from deepbow.readers import read_catalogue
-    from index.inverted import check_replaceable
+    from index.folder import check_replaceable
 
     check_replaceable(out_dir, overwrite)  # before minutes of encoding
     items = read_catalogue(catalogue)

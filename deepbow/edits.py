@@ -93,8 +93,8 @@ class WordEdits:
                     rows[b] = [code, word_b, True]
         for t, row in rows.items():
             f = self.term_factor.get(t)
-            if f is not None:
-                row[0] = min(int(round(row[0] * f)), MAX_QUERY_CODE_EDITED)
+            if f is not None:  # a product of many scales may pass any int: cap it first
+                row[0] = int(round(min(row[0] * f, MAX_QUERY_CODE_EDITED)))
         keep = sorted(t for t, r in rows.items() if r[0] > 0)
         return SparseVector(np.array(keep, np.int32),
                             np.array([rows[t][0] for t in keep], np.int64), qv.scale,

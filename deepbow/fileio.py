@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -16,7 +17,10 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     """Open a temp file beside `path`; on success fsync and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     kwargs = {} if "b" in mode else {"encoding": encoding}
     try:
@@ -25,9 +29,14 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is None:  # numpy's short write says only sizes
+            raise OSError(errno.EIO, f"not written in full ({e}; is the disk full?)",
+                          str(path)) from None
+        if isinstance(e, OSError) and e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -55,14 +64,35 @@ def staged_dir(path: str | Path):
 @contextmanager
 def dir_lock(folder: str | Path):
     """An exclusive lock on `folder/.lock`, so two writers never interleave."""
+    with file_lock(Path(folder) / ".lock"):
+        yield
+
+
+@contextmanager
+def file_lock(path: str | Path):
+    """An exclusive flock on `path` (created if absent). When the file was replaced while
+    this waited (a folder swapped by a rebuild), the lock is taken again on the new one."""
     import fcntl
 
-    with open(Path(folder) / ".lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    path = Path(path)
+    while True:
         try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only folder: say what could not be done
+            raise OSError(e.errno, f"cannot be written ({e.strerror})", str(path.parent)) \
+                from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # closing releases the lock
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -89,8 +119,10 @@ def read_manifest(path: str | Path, fmt: str, version: int, what: str,
         raise error(f"{path}: not a deepbow {what} (no manifest.json)")
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise error(f"{mpath}: corrupt manifest ({e})") from None
+    except OSError as e:
+        raise error(f"{mpath}: cannot read the manifest ({e.strerror})") from None
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != fmt:
         raise error(f"{mpath}: format is {found!r}, expected {fmt!r}")

@@ -38,10 +38,9 @@ import numpy as np
 
 from deepbow.edits import Edits
 from deepbow.errors import InputError
-from deepbow.locations import default_cache_dir
 from deepbow.modelfile import save_model_dir
 from deepbow.text import normalize
-from ebrm.cache import Key, QECache
+from ebrm.cache import Key, QECache, cache_file
 from ebrm.explain import ROLE_OTHER, ROLE_PRODUCT, EBRMExplanation, EntityRow
 from ebrm.lexicon import Entity
 from ebrm.modeldir import FORMAT, fit_weights, read_model_dir
@@ -398,7 +397,7 @@ class EBRM:
         fit_weights(qnet, arrays, "qe.", Path(path))
         model_id = manifest.get("model_id", "")
         if cache is True:
-            cache = default_cache_dir() / f"ebrm-qe-{model_id}.sqlite"
+            cache = cache_file(model_id)
         qc = QECache(cache if cache else None, model_id)
         return cls(tagger, qe_mod.QEModel(qnet, tagger.vocab), manifest, qc)
 

@@ -10,12 +10,16 @@ Scores are the index's integer scores times the two scales, the same numbers `de
 so it always agrees with the ranking.
 
 Writers (add, update, delete, compact) hold the directory's lock and re-read the manifest under
-it before changing anything, so two writers never work from a stale view; readers notice a new
-manifest on their next call and reopen.
+it before changing anything, so two writers never work from a stale view; a write that fails
+removes what it wrote. Readers notice a new manifest on their next call and reopen (keeping the
+segments that did not change). A view holds its segment files open, so a compaction that
+removes them meanwhile does not disturb a search; a reader that opens while a writer replaces
+the manifest starts again on the new one.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,24 +34,36 @@ from deepbow.readers import check_item
 from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, Editor, compile_edits, journal_of
 from index.edits import replay
-from index.inverted import IndexFileError, InvertedIndex, Segment, check_replaceable
+from index.folder import check_replaceable, listed_files, prune
+from index.inverted import InvertedIndex, Segment
+from index.journal import JOURNAL
 from index.segments import Hit, SegmentStore
+from index.view import STALE, open_view, signature
 
 INDEX_BATCH = 2048
 
 
 class Catalogue:
-    def __init__(self, path: Path, index: InvertedIndex, model) -> None:
+    def __init__(self, path: Path, index: InvertedIndex, model,
+                 stores: dict[str, SegmentStore] | None = None, sig: bytes | None = None
+                 ) -> None:
         self.path = Path(path)
         self.model = model
-        self._set_index(index)
+        self.stores: dict[str, SegmentStore] = {}
+        self._set_index(index, stores, sig)
         self._compiled: tuple[tuple, CompiledEdits] | None = None
 
-    def _set_index(self, index: InvertedIndex) -> None:
+    def _set_index(self, index: InvertedIndex, stores: dict | None = None,
+                   sig: bytes | None = None) -> None:
+        """Make `index` (and its segments' stores) this catalogue's view; `sig` is the
+        manifest it was read from (read before it, so a change in between is seen later)."""
         self.index = index
-        self.stores = {s.uid: SegmentStore(self.path, s.uid) for s in index.segments}
+        if stores is None:
+            stores = {s.uid: self.stores.get(s.uid) or SegmentStore(self.path, s.uid, s.n_docs)
+                      for s in index.segments}
+        self.stores = stores
         self._id_map: dict[str, int] | None = None
-        self._manifest_sig = _signature(self.path / "manifest.json")
+        self._manifest_sig = signature(self.path) if sig is None else sig
 
     @property
     def editor(self) -> Editor:
@@ -80,7 +96,7 @@ class Catalogue:
         index = InvertedIndex.from_csr(codes, scale=model.scales["title"])
         index.meta = {"model_id": model.model_id}
         uid = index.segments[0].uid
-        index.save(out, overwrite=overwrite, keep=[journal_of(out).path.name],
+        index.save(out, overwrite=overwrite, keep=[JOURNAL],
                    write_extra=lambda folder: SegmentStore.write(folder, uid, items))
         return cls.open(out, model)
 
@@ -89,23 +105,37 @@ class Catalogue:
              ) -> Catalogue:
         """Open an index directory with the model it was built with."""
         path = Path(path)
-        return cls(path, _load_checked(path, model, mmap, verify), model)
+        index, stores, sig = open_view(path, model, None, mmap, verify)
+        return cls(path, index, model, stores, sig)
 
     def refresh(self) -> None:
-        """Reopen the index when another process changed its manifest."""
-        if _signature(self.path / "manifest.json") != self._manifest_sig:
-            self._set_index(_load_checked(self.path, self.model))
+        """Reopen the index when another process changed its manifest (unchanged segments
+        are kept as they are)."""
+        if signature(self.path) != self._manifest_sig:
+            self._set_index(*open_view(self.path, self.model, self))
 
     # -- live changes -----------------------------------------------------------------------
     @contextmanager
     def _writing(self):
-        """The directory's lock, the manifest re-read under it, the new manifest written."""
+        """The directory's lock, the manifest re-read under it, the new manifest written.
+        A write that fails (a full disk, a read-only folder) removes the files it wrote and
+        leaves the index as it was; this view is read again at the next call."""
         with dir_lock(self.path):
-            self._set_index(_load_checked(self.path, self.model))
-            yield
-            names = [n for s in self.index.segments for n in self.stores[s.uid].names()]
-            self.index.write_into(self.path, {"files": names})
-            self._set_index(self.index)
+            self._set_index(*open_view(self.path, self.model, self))
+            try:
+                yield
+                names = [n for s in self.index.segments for n in self.stores[s.uid].names()]
+                self.index.write_into(self.path, {"files": names})
+            except BaseException:
+                self._manifest_sig = STALE  # the view may hold the failed change
+                listed = listed_files(self.path)
+                if listed is not None:
+                    try:
+                        prune(self.path, listed)
+                    except OSError:
+                        pass
+                raise
+            self._set_index(self.index, self.stores)
 
     def id_map(self) -> dict[str, int]:
         if self._id_map is None:
@@ -128,6 +158,7 @@ class Catalogue:
                 raise InputError(f"ids already in the index: {clash[:5]} (use update)")
             if clash:
                 self.index.delete([ids[x] for x in clash])
+                self._unfold(clash)
             self._add_segment(items, codes)
         return len(items)
 
@@ -136,7 +167,7 @@ class Catalogue:
         if self.index.add(codes).size:
             uid = self.index.segments[-1].uid
             SegmentStore.write(self.path, uid, items)
-            self.stores[uid] = SegmentStore(self.path, uid)
+            self.stores[uid] = SegmentStore(self.path, uid, len(items))
             self._id_map = None
 
     def update(self, items: Iterable[dict], progress=None) -> int:
@@ -150,6 +181,7 @@ class Catalogue:
             if unknown:
                 raise InputError(f"unknown ids: {unknown[:5]}")
             self.index.delete([m[x] for x in ids])
+            self._unfold(ids)
         return len(ids)
 
     def compact(self) -> None:
@@ -164,7 +196,7 @@ class Catalogue:
             self.index.compact()
             uid = self.index.segments[0].uid
             SegmentStore.write(self.path, uid, alive)
-            self.stores = {uid: SegmentStore(self.path, uid)}
+            self.stores = {uid: SegmentStore(self.path, uid, len(alive))}
 
     def folded_edits(self) -> list[dict]:
         """Per-product weights folded into the postings by compactions: {"item", "word",
@@ -174,6 +206,15 @@ class Catalogue:
             return [{"item": k.rsplit("\t", 1)[0], "word": k.rsplit("\t", 1)[1], **v}
                     for k, v in folded.items()]
         return list(folded)
+
+    def _unfold(self, ids: Sequence[str]) -> None:
+        """Forget the folded edits of products whose postings are gone (deleted, or replaced
+        by an update): the journal's edits then apply to a new product of that id as they
+        did before any compaction."""
+        gone = set(ids)
+        folded = self.folded_edits()
+        if any(f["item"] in gone for f in folded):
+            self.index.meta["folded_edits"] = [f for f in folded if f["item"] not in gone]
 
     def doc_vector(self, doc: int) -> dict[int, int]:
         """Every stored (term id → code) of one doc, read back from the postings."""
@@ -244,7 +285,10 @@ class Catalogue:
         """Exact top-k with the journal's edits applied (or `edits`, e.g. to preview an edit),
         the postings walked on `threads` threads. Products with per-item edits are scored
         beside the walk and merged in."""
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 0:
+            raise InputError(f"k must be a whole number of hits, got {k!r}")
         edits = edits if edits is not None else self.journal_edits()
+        k = min(int(k), self.index.n_docs)  # no more hits than documents can come back
         mask, side = self._masks(filters, edits)
         qvs = [edits.words.apply(qv) for qv in self.model.encode(list(queries), "query")]
         found = self.index.batch_search_codes([(qv.ids, qv.codes) for qv in qvs], k, mask=mask,
@@ -346,30 +390,16 @@ class Catalogue:
     def stats(self) -> dict:
         self.refresh()
         st = self.index.stats()
-        disk = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        disk = sum(_size(p) for p in self.path.iterdir())
         return {**st, "bytes_on_disk": disk, "model_id": self.index.meta.get("model_id"),
                 "filter_fields": sorted(set().union(*(s.fields() for s in self.stores.values())))}
 
 
-def _signature(path: Path) -> tuple:
+def _size(p: Path) -> int:
     try:
-        st = path.stat()
-    except OSError:
-        return ()
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _load_checked(path: Path, model, mmap: bool = True, verify: bool = False) -> InvertedIndex:
-    """The index at `path`, refused unless it was built by `model`."""
-    index = InvertedIndex.load(path, mmap=mmap, verify=verify)
-    want = index.meta.get("model_id")
-    if want != model.model_id:
-        raise IndexFileError(f"{path}: built with model {want}, but the model given is "
-                             f"{model.model_id}; rebuild the index or pass --model")
-    if index.n_terms != model.vocab.size:
-        raise IndexFileError(f"{path}: {index.n_terms} terms, the model has "
-                             f"{model.vocab.size}")
-    return index
+        return p.stat().st_size if p.is_file() else 0
+    except FileNotFoundError:  # removed meanwhile by a writer's clean-up
+        return 0
 
 
 def validate_items(items: Iterable[dict]) -> list[dict]:

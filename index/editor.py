@@ -36,6 +36,8 @@ from index.edits import (
 )
 from index.journal import JOURNAL, EditError, Journal
 
+MAX_FACTOR = 1e6  # the most a word's scales may multiply it by, together
+
 
 @dataclass
 class CompiledEdits:
@@ -50,7 +52,7 @@ class CompiledEdits:
 def journal_of(path: str | Path) -> Journal:
     """The journal of an index directory, or a journal file itself."""
     path = Path(path)
-    return Journal(path / JOURNAL if path.is_dir() else path, tuple(OPS))
+    return Journal(path / JOURNAL if path.is_dir() else path, check_args)
 
 
 def read_edits(path: str | Path) -> EditState:
@@ -87,11 +89,11 @@ def compile_edits(state: EditState, cat) -> CompiledEdits:
 def title_code(cat, weight: float) -> int:
     """The 8-bit code of a title weight in this index; a weight above its range is refused."""
     scale = cat.index.scale
-    code = int(round(weight / scale))
-    if code > 255:
+    code = weight / scale
+    if not code < 255.5:  # also inf, from a weight near the float maximum
         raise EditError(f"weight {weight:g} is above the largest title weight this index "
                         f"stores ({255 * scale:.4g})")
-    return code
+    return int(round(code))
 
 
 class Editor:
@@ -139,8 +141,11 @@ class Editor:
                     "weight_after": a["weight"]}
         if op in ("scale", "ban"):
             before = state.scales.get(a["word"], 1.0)
-            return {"factor_before": before,
-                    "factor_after": 0.0 if op == "ban" else before * a["factor"]}
+            after = 0.0 if op == "ban" else before * a["factor"]
+            if after > MAX_FACTOR:
+                raise EditError(f"{a['word']!r} would weigh {after:g} times its weight; at "
+                                f"most {MAX_FACTOR:g} (undo an earlier scale instead)")
+            return {"factor_before": before, "factor_after": after}
         if op in ("link", "unlink"):
             before = state.links.get((a["from"], a["to"]))
             if op == "unlink" and before is None:
@@ -161,22 +166,21 @@ class Editor:
         top 50 for entity edits, when a reranker is given)."""
         if not query:
             return {}
+        now = self.cat.journal_edits()  # one view of the index for before and after
         records = self.log()
         after = compile_edits(replay([*records, {"op": op, "args": args, "seq": (
             records[-1]["seq"] + 1) if records else 1}]), self.cat)
         if OPS[op].entity:
             if self.reranker is None:
                 return {"query": query, "note": "no EBRM model attached: no ranking shown"}
-            before = self.reranker.rerank(query, k, "ebrm")
-            now = self.reranker.rerank(query, k, "ebrm", edits=after)
-            return {"query": query, "scorer": "ebrm",
-                    "before": [{"id": h.id, "score": round(s, 6)} for h, s in before],
-                    "after": [{"id": h.id, "score": round(s, 6)} for h, s in now]}
-        return {"query": query,
-                "before": [{"id": h.id, "score": round(h.score, 6)}
-                           for h in self.cat.search(query, k)],
-                "after": [{"id": h.id, "score": round(h.score, 6)}
-                          for h in self.cat.search(query, k, edits=after)]}
+            return {"query": query, "scorer": "ebrm", **{
+                side: [{"id": h.id, "score": round(s, 6)}
+                       for h, s in self.reranker.rerank(query, k, "ebrm", edits=e)]
+                for side, e in (("before", now), ("after", after))}}
+        return {"query": query, **{
+            side: [{"id": h.id, "score": round(h.score, 6)}
+                   for h in self.cat.search(query, k, edits=e)]
+            for side, e in (("before", now), ("after", after))}}
 
     def current_weight(self, item: str, word: str) -> float:
         doc = self.cat.id_map()[item]

@@ -27,24 +27,35 @@ import threading
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 from pyroaring import BitMap
 from scipy import sparse
 
-from deepbow.errors import DeepBowError
-from deepbow.fileio import dir_lock, staged_dir
+from deepbow.fileio import dir_lock, file_lock, staged_dir
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
 from index import kernels, kernels_blockmax, query_arrays
+from index.folder import check_replaceable, listed_files, prune
+from index.integrity import (
+    FORMAT,
+    FORMAT_VERSION,
+    IndexFileError,
+    check_arrays,
+    check_deleted,
+    check_files,
+    check_manifest,
+    read_index_manifest,
+)
 from index.segment import Segment
 
-FORMAT = "deepbow-index"
-FORMAT_VERSION = 2
 V1_ARRAYS = ("indptr", "docs", "impacts", "max_impact")
 ARRAYS = (*V1_ARRAYS, "bptr", "blk_last", "blk_max")
 BATCH_CHUNK = 64  # queries per kernel call in batch_search
 _SCRATCH = threading.local()  # each thread's kernel workspace, reused across queries
+__all__ = ["FORMAT", "FORMAT_VERSION", "IndexFileError", "InvertedIndex", "Segment",
+           "read_index_manifest"]
 
 
 def _workspace() -> tuple:
@@ -52,12 +63,6 @@ def _workspace() -> tuple:
     if ws is None:
         ws = _SCRATCH.ws = kernels_blockmax.workspace()
     return ws
-
-
-class IndexFileError(DeepBowError):
-    """An index directory is missing, corrupt, of another version or built by another model."""
-
-
 
 
 class InvertedIndex:
@@ -290,17 +295,23 @@ class InvertedIndex:
         """Write a complete index into a temp directory beside `path`, then rename it.
         `write_extra(folder)` may first add files of the caller's and return their names;
         `keep` names files of the index being replaced to carry over (not checksummed: the
-        edit journal grows)."""
+        edit journal grows). The index being replaced is locked meanwhile, and so is each
+        kept file, so no writer's change to it is lost in the swap."""
         path = Path(path)
         check_replaceable(path, overwrite)
-        with staged_dir(path) as tmp:
-            extra = dict(extra or {})
-            if write_extra is not None:
-                extra["files"] = list(extra.get("files", [])) + list(write_extra(tmp))
-            for name in keep:
-                if (path / name).is_file():
-                    shutil.copy2(path / name, tmp / name)
-            self.write_into(tmp, extra)
+        with ExitStack() as locks:
+            if path.is_dir():
+                locks.enter_context(dir_lock(path))
+                for name in keep:
+                    locks.enter_context(file_lock(path / name))
+            with staged_dir(path) as tmp:
+                extra = dict(extra or {})
+                if write_extra is not None:
+                    extra["files"] = list(extra.get("files", [])) + list(write_extra(tmp))
+                for name in keep:
+                    if (path / name).is_file() and (path / name).stat().st_size:
+                        shutil.copy2(path / name, tmp / name)
+                self.write_into(tmp, extra)
 
     def commit(self, path: str | Path, extra: dict | None = None) -> None:
         """Write what `path` lacks (new segments, the deleted set), then swap manifest.json.
@@ -313,16 +324,11 @@ class InvertedIndex:
         then remove files the new manifest no longer names. `extra` may hold "files":
         names of files the caller put in the folder (checksummed like ours) and any other
         keys to keep in the manifest. Returns the manifest."""
-        from deepbow.fileio import atomic_open, sha256_file
+        from deepbow.fileio import atomic_open, sha256_file  # late: tests inject faults here
 
         folder = Path(folder)
         extra = dict(extra or {})
-        old = {}
-        if (folder / "manifest.json").is_file():
-            try:
-                old = json.loads((folder / "manifest.json").read_text("utf-8")).get("files", {})
-            except (OSError, ValueError):
-                old = {}
+        old = listed_files(folder) or {}
         names: list[str] = []
         segs = []
         for seg in self.segments:
@@ -334,7 +340,7 @@ class InvertedIndex:
                 names.append(fname)
             segs.append({"uid": seg.uid, "n_docs": seg.n_docs, "doc_base": seg.doc_base,
                          "n_postings": seg.n_postings})
-        deleted_name = f"deleted-{uuid.uuid4().hex[:8]}.roar"
+        deleted_name = f"deleted-{uuid.uuid4().hex[:12]}.roar"
         with atomic_open(folder / deleted_name, "wb") as fh:
             fh.write(self.deleted.serialize())
         names += [deleted_name, *extra.pop("files", [])]
@@ -351,40 +357,48 @@ class InvertedIndex:
                     "segments": segs, "deleted": deleted_name, **self.meta, **extra,
                     "files": files}
         with atomic_open(folder / "manifest.json") as fh:
-            json.dump(manifest, fh, ensure_ascii=False, indent=2)
-        for p in folder.iterdir():  # our files of older generations (not the edit journal)
-            if p.is_file() and p.name.startswith(("seg-", "deleted-")) and p.name not in files:
-                p.unlink()
+            json.dump(manifest, fh, ensure_ascii=False, indent=2, allow_nan=False)
+        prune(folder, files)
         return manifest
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = True, verify: bool = False) -> InvertedIndex:
-        """Open an index directory. Sizes, format and version are always checked; `verify`
-        also hashes every file (what `deepbow index verify` does)."""
+    def load(cls, path: str | Path, mmap: bool = True, verify: bool = False,
+             previous: InvertedIndex | None = None) -> InvertedIndex:
+        """Open an index directory. The manifest's shape, every file's size and what the
+        kernels rely on are always checked (index/integrity.py); `verify` also hashes every
+        file (what `deepbow index verify` does). Segments of `previous` (an earlier view of the
+        same directory) are reused: segment files are immutable, named by their uid."""
         path = Path(path)
         manifest = read_index_manifest(path)
+        check_manifest(path / "manifest.json", manifest)
         check_files(path, manifest, verify)
+        n_terms = manifest["n_terms"]
+        known = {} if previous is None or verify or previous.n_terms != n_terms else \
+            {(s.uid, s.doc_base, s.n_docs): s for s in previous.segments}
         segs = []
         try:
             names = ARRAYS if manifest["format_version"] >= 2 else V1_ARRAYS
-            for i, sm in enumerate(manifest["segments"]):
-                arrays = {n: np.asarray(np.load(path / f"seg-{sm['uid']}.{n}.npy",
-                                                mmap_mode="r" if mmap else None,
-                                                allow_pickle=False)) for n in names}
-                seg = Segment(**arrays, n_docs=int(sm["n_docs"]), doc_base=int(sm["doc_base"]),
-                              uid=sm["uid"])
-                if len(seg.indptr) != manifest["n_terms"] + 1 or \
-                        seg.n_postings != len(seg.docs) or len(seg.docs) != len(seg.impacts):
-                    raise IndexFileError(f"{path}: segment {i} arrays disagree with the manifest")
+            for sm in manifest["segments"]:
+                seg = known.get((sm["uid"], sm["doc_base"], sm["n_docs"]))
+                if seg is None:
+                    arrays = {n: np.asarray(np.load(path / f"seg-{sm['uid']}.{n}.npy",
+                                                    mmap_mode="r" if mmap else None,
+                                                    allow_pickle=False)) for n in names}
+                    check_arrays(arrays, sm["n_docs"], n_terms, str(path / f"seg-{sm['uid']}"))
+                    seg = Segment(**arrays, n_docs=sm["n_docs"], doc_base=sm["doc_base"],
+                                  uid=sm["uid"])
                 segs.append(seg)
             deleted = BitMap.deserialize((path / manifest["deleted"]).read_bytes())
-        except (ValueError, OSError, KeyError) as e:
+        except FileNotFoundError as e:
+            raise IndexFileError(f"{path}: missing file {Path(e.filename).name}") from None
+        except (ValueError, OSError, EOFError, IndexError) as e:
             raise IndexFileError(f"{path}: unreadable index ({e})") from None
+        check_deleted(deleted, manifest["n_docs"], str(path / manifest["deleted"]))
         meta = {k: v for k, v in manifest.items()
                 if k not in ("format", "format_version", "n_terms", "n_docs", "n_deleted",
                              "n_postings", "impact_bits", "scale", "segments", "files",
                              "deleted")}
-        return cls(segs, int(manifest["n_terms"]), float(manifest["scale"]), deleted, meta)
+        return cls(segs, n_terms, float(manifest["scale"]), deleted, meta)
 
     def stats(self) -> dict:
         nbytes = sum(np.asarray(getattr(s, n)).nbytes for s in self.segments for n in ARRAYS)
@@ -392,59 +406,3 @@ class InvertedIndex:
                 "terms": self.n_terms, "postings": self.n_postings,
                 "segments": len(self.segments), "bytes": nbytes,
                 "bytes_per_posting": nbytes / max(1, self.n_postings)}
-
-
-OWN_FILES = ("manifest.json", ".lock", "edits.jsonl")
-
-
-def check_replaceable(path: Path, overwrite: bool) -> None:
-    """A new index may be written at `path` when nothing is there, or, with `overwrite`, when
-    an index is there and nothing else: a folder of other files is never deleted."""
-    path = Path(path)
-    if not path.exists():
-        return
-    if not overwrite:
-        raise IndexFileError(f"{path} exists: refusing to overwrite it (use --overwrite)")
-    if not path.is_dir() or not (path / "manifest.json").is_file():
-        raise IndexFileError(f"{path} is not an index (no manifest.json): refusing to replace "
-                             "it; choose another --out")
-    manifest = read_index_manifest(path)
-    named = set(manifest.get("files", {})) if isinstance(manifest.get("files"), dict) else set()
-    other = sorted(p.name for p in path.iterdir()
-                   if p.name not in named and p.name not in OWN_FILES
-                   and not p.name.startswith((".", "seg-", "deleted-")))
-    if other:
-        raise IndexFileError(f"{path} holds files that are not the index's ({', '.join(other[:5])}"
-                             f"): refusing to replace it")
-    if Path.cwd().resolve().is_relative_to(path.resolve()):
-        raise IndexFileError(f"{path} is the current directory (or holds it): refusing to "
-                             "replace it from inside")
-
-
-def read_index_manifest(path: Path) -> dict:
-    """The manifest of a version-2 index, or of a version-1 one (no block-max arrays: load
-    computes them); any other version is refused with the version-2 message."""
-    from deepbow.fileio import read_manifest
-
-    try:
-        return read_manifest(path, FORMAT, FORMAT_VERSION, "index", IndexFileError)
-    except IndexFileError as current:
-        try:
-            return read_manifest(path, FORMAT, 1, "index", IndexFileError)
-        except IndexFileError:
-            raise current from None
-
-
-def check_files(path: Path, manifest: dict, verify: bool) -> None:
-    from deepbow.fileio import sha256_file
-
-    for fname, info in manifest.get("files", {}).items():
-        fp = path / fname
-        if not fp.is_file():
-            raise IndexFileError(f"{path}: missing file {fname}")
-        size = fp.stat().st_size
-        if size != info["bytes"]:
-            raise IndexFileError(f"{fp}: {size} bytes, manifest says {info['bytes']} "
-                                 f"(truncated or replaced)")
-        if verify and sha256_file(fp) != info["sha256"]:
-            raise IndexFileError(f"{fp}: checksum mismatch (corrupt or tampered)")

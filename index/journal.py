@@ -22,17 +22,21 @@ from deepbow.readers import decode_line, parse_json
 
 JOURNAL = "edits.jsonl"
 FORMAT_VERSION = 1
+CheckArgs = Callable[[str, object], dict]
 
 
 class EditError(DeepBowError):
     """An edit is refused (the message says why) or a journal cannot be read."""
 
 
-def parse_records(data: bytes, where: str, known_ops: Sequence[str]) -> list[dict]:
-    """The records of a journal's bytes; a torn last line (no newline) is left out."""
+def parse_records(data: bytes, where: str, check: CheckArgs) -> list[dict]:
+    """The records of a journal's bytes; a torn last line (no newline) is left out. Each
+    record is checked as an edit is when it is made (`check(op, args)` returns the arguments,
+    normalised, or raises EditError), so a damaged or hand-edited line is an error naming
+    its line, never a crash later in a replay."""
     lines = data.split(b"\n")
     lines.pop()  # b"" when the data ends with a newline; else a torn last write, ignored
-    out = []
+    out: list[dict] = []
     for n, raw in enumerate(lines, 1):
         try:
             text = decode_line(raw, f"{where}:{n}", first=n == 1)
@@ -41,28 +45,45 @@ def parse_records(data: bytes, where: str, known_ops: Sequence[str]) -> list[dic
             rec = parse_json(text, f"{where}:{n}")
         except InputError as e:
             raise EditError(f"unreadable journal line: {e}") from None
-        if not isinstance(rec, dict):
-            raise EditError(f"{where}:{n}: not a journal record")
-        v = rec.get("v")
-        if v != FORMAT_VERSION:
-            raise EditError(f"{where}:{n}: journal format version {v!r}; this deepbow "
-                            f"reads version {FORMAT_VERSION} (written by another version?)")
-        seq = rec.get("seq")
-        if rec.get("op") not in known_ops or not isinstance(seq, int) or isinstance(seq, bool) \
-                or not isinstance(rec.get("args"), dict):
-            raise EditError(f"{where}:{n}: record without a known op, a seq and its args")
-        out.append(rec)
+        out.append(_record(rec, f"{where}:{n}", out[-1]["seq"] if out else 0, check))
     return out
 
 
-class Journal:
-    """The journal file of one index. `check(records, new)` validates a record's arguments
-    against the journal as it stands (EditError refuses it); `ops` are the operations it
-    knows (index/edits.py)."""
+def _record(rec: object, where: str, last_seq: int, check: CheckArgs) -> dict:
+    if not isinstance(rec, dict):
+        raise EditError(f"{where}: not a journal record")
+    v = rec.get("v")
+    if v != FORMAT_VERSION:
+        raise EditError(f"{where}: journal format version {v!r}; this deepbow "
+                        f"reads version {FORMAT_VERSION} (written by another version?)")
+    seq = rec.get("seq")
+    if not isinstance(rec.get("op"), str) or not isinstance(seq, int) or isinstance(seq, bool) \
+            or "args" not in rec:
+        raise EditError(f"{where}: record without an op, a seq and its args")
+    if seq <= last_seq:
+        raise EditError(f"{where}: seq {seq} does not follow {last_seq}")
+    try:
+        args = check(rec["op"], rec["args"])
+    except EditError as e:
+        raise EditError(f"{where}: {e}") from None
+    if rec["op"] == "undo" and args["target"] >= seq:
+        raise EditError(f"{where}: undo of #{args['target']}, not an earlier edit")
+    for key in ("by", "reason", "ts"):
+        if not isinstance(rec.get(key, ""), str):
+            raise EditError(f"{where}: {key!r} must be a string")
+    if not isinstance(rec.get("figures", {}), dict):
+        raise EditError(f"{where}: 'figures' must be an object")
+    return {"by": "", "reason": "", "ts": "", "figures": {}, **rec, "args": args}
 
-    def __init__(self, path: str | Path, ops: Sequence[str]) -> None:
+
+class Journal:
+    """The journal file of one index. `check_args(op, args)` checks one record's arguments
+    (index/edits.py), for every record read; `append`'s `check(records, new)` also validates
+    a new record against the journal as it stands (EditError refuses it)."""
+
+    def __init__(self, path: str | Path, check_args: CheckArgs) -> None:
         self.path = Path(path)
-        self.ops = tuple(ops)
+        self.check_args = check_args
 
     def signature(self) -> tuple[int, int]:
         """(size, mtime_ns): changes whenever anyone appends."""
@@ -80,20 +101,15 @@ class Journal:
             return []
         except OSError as e:
             raise EditError(f"{self.path}: cannot read the journal ({e.strerror})") from None
-        return parse_records(data, str(self.path), self.ops)
+        return parse_records(data, str(self.path), self.check_args)
 
     def append(self, entries: Sequence[dict], check: Callable[[list[dict], dict], dict]
                ) -> list[dict]:
         """Append records made from `entries` ({"op", "args", "by", "reason", "figures",
         ...}) under the lock: each numbered, stamped and checked against the journal with
         the earlier ones of the batch; all of them are written, or none."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = self._open_locked()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise EditError(f"{self.path}: cannot open the journal ({e.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             size, records = self._read_locked(fd)
             new = []
             for entry in entries:
@@ -108,6 +124,26 @@ class Journal:
             os.close(fd)
         return new
 
+    def _open_locked(self) -> int:
+        """The journal open and locked. A rebuild of the index (`index build --overwrite`)
+        carries the journal over by copying it under this lock and swapping the folder: a
+        writer that waited for the lock then holds the old file and opens the new one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise EditError(f"{self.path}: cannot open the journal ({e.strerror})") \
+                    from None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            except FileNotFoundError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     def _read_locked(self, fd: int) -> tuple[int, list[dict]]:
         size = os.fstat(fd).st_size
         data = os.pread(fd, size, 0) if size else b""
@@ -115,10 +151,14 @@ class Journal:
             size = data.rfind(b"\n") + 1
             os.ftruncate(fd, size)
             data = data[:size]
-        return size, parse_records(data, str(self.path), self.ops)
+        return size, parse_records(data, str(self.path), self.check_args)
 
     def _write_locked(self, fd: int, size: int, records: list[dict]) -> None:
-        blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+        try:  # NaN or Infinity would make the journal unreadable: JSON has no such numbers
+            blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n"
+                           for r in records).encode()
+        except ValueError as e:
+            raise EditError(f"the edit was not saved: {e}") from None
         try:
             written = os.pwrite(fd, blob, size)
             if written != len(blob):

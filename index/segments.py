@@ -9,6 +9,8 @@ field (field=value → local doc numbers) as serialized roaring bitmaps. Files a
 from __future__ import annotations
 
 import json
+import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ import numpy as np
 from pyroaring import BitMap
 
 from deepbow.fileio import atomic_open
+from index.integrity import IndexFileError
 
 FILTER_MAX_LEN = 64
 
@@ -55,17 +58,39 @@ def item_categories(item: dict) -> list[str]:
 
 
 class SegmentStore:
-    """Items, ids and filter bitmaps of one segment (files named seg-<uid>.*)."""
+    """Items, ids and filter bitmaps of one segment (files named seg-<uid>.*).
 
-    def __init__(self, folder: Path, uid: str) -> None:
-        self.folder, self.uid = folder, uid
-        self._offsets: np.ndarray | None = None
+    Opening holds the items and filters files open and maps the offsets, so a view stays
+    readable after a compaction removes its files (POSIX keeps an open file until it is
+    closed); a damaged file is an IndexFileError naming it, found when it is read."""
+
+    def __init__(self, folder: Path, uid: str, n_docs: int) -> None:
+        self.folder, self.uid = Path(folder), uid
+        self.where = self.folder / f"seg-{uid}"
+        items, offsets, filters = (self.folder / n for n in self.names_for(uid))
+        self._items_fd = _open_fd(self, items)
+        self._filters_fd = _open_fd(self, filters)
+        try:
+            off = np.load(offsets, mmap_mode="r", allow_pickle=False)
+        except (ValueError, EOFError, OSError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise IndexFileError(f"{offsets}: unreadable ({e})") from None
+        size = os.fstat(self._items_fd).st_size
+        if off.ndim != 1 or off.dtype != np.int64 or len(off) != n_docs + 1 or off[0] != 0 \
+                or off[-1] != size or np.any(np.diff(off) <= 0):
+            raise IndexFileError(f"{offsets}: damaged (not {n_docs + 1} increasing offsets "
+                                 f"from 0 to the {size} bytes of the items)")
+        self.offsets = off
         self._filters: dict | None = None
         self._ids: list[str] | None = None
 
+    @staticmethod
+    def names_for(uid: str) -> list[str]:
+        return [f"seg-{uid}.items.jsonl", f"seg-{uid}.offsets.npy", f"seg-{uid}.filters.json"]
+
     def names(self) -> list[str]:
-        return [f"seg-{self.uid}.items.jsonl", f"seg-{self.uid}.offsets.npy",
-                f"seg-{self.uid}.filters.json"]
+        return self.names_for(self.uid)
 
     @staticmethod
     def write(folder: Path, uid: str, items: Sequence[dict]) -> list[str]:
@@ -87,23 +112,26 @@ class SegmentStore:
                for f, vals in filters.items()}
         with atomic_open(folder / f"seg-{uid}.filters.json") as fh:
             json.dump(ser, fh, ensure_ascii=False)
-        return SegmentStore(folder, uid).names()
+        return SegmentStore.names_for(uid)
 
-    @property
-    def offsets(self) -> np.ndarray:
-        if self._offsets is None:
-            self._offsets = np.load(self.folder / f"seg-{self.uid}.offsets.npy", mmap_mode="r")
-        return self._offsets
+    def _item_at(self, raw: bytes, local: int) -> dict:
+        try:
+            it = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            it = None
+        if not isinstance(it, dict) or not isinstance(it.get("id"), str) \
+                or not isinstance(it.get("title"), str):
+            raise IndexFileError(f"{self.where}.items.jsonl: item {local} is damaged")
+        return it
 
     def item(self, local: int) -> dict:
         a, b = int(self.offsets[local]), int(self.offsets[local + 1])
-        with open(self.folder / f"seg-{self.uid}.items.jsonl", "rb") as fh:
-            fh.seek(a)
-            return json.loads(fh.read(b - a))
+        return self._item_at(os.pread(self._items_fd, b - a, a), local)
 
     def items(self) -> list[dict]:
-        with open(self.folder / f"seg-{self.uid}.items.jsonl", encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+        data = os.pread(self._items_fd, int(self.offsets[-1]), 0)
+        off = self.offsets
+        return [self._item_at(data[int(off[i]):int(off[i + 1])], i) for i in range(len(off) - 1)]
 
     def ids(self) -> list[str]:
         if self._ids is None:
@@ -112,13 +140,37 @@ class SegmentStore:
 
     def _filter_table(self) -> dict:
         if self._filters is None:
-            with open(self.folder / f"seg-{self.uid}.filters.json", encoding="utf-8") as fh:
-                self._filters = json.load(fh)
+            size = os.fstat(self._filters_fd).st_size
+            try:
+                table = json.loads(os.pread(self._filters_fd, size, 0))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                table = None
+            if not isinstance(table, dict) or not all(
+                    isinstance(v, dict) and all(isinstance(h, str) for h in v.values())
+                    for v in table.values()):
+                raise IndexFileError(f"{self.where}.filters.json: damaged")
+            self._filters = table
         return self._filters
 
     def filter(self, fname: str, value: str) -> BitMap:
         hexed = self._filter_table().get(fname, {}).get(value)
-        return BitMap.deserialize(bytes.fromhex(hexed)) if hexed else BitMap()
+        if not hexed:
+            return BitMap()
+        try:
+            bm = BitMap.deserialize(bytes.fromhex(hexed))
+        except (ValueError, IndexError):
+            bm = None
+        if bm is None or (len(bm) and bm.max() >= len(self.offsets) - 1):
+            raise IndexFileError(f"{self.where}.filters.json: the bitmap of "
+                                 f"{fname}={value} is damaged")
+        return bm
 
     def fields(self) -> set[str]:
         return set(self._filter_table())
+
+
+def _open_fd(owner: object, path: Path) -> int:
+    """A read-only descriptor of `path`, closed when `owner` is collected."""
+    fd = os.open(path, os.O_RDONLY)
+    weakref.finalize(owner, os.close, fd)
+    return fd

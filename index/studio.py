@@ -38,6 +38,7 @@ PAGE = Path(__file__).with_name("studio.html")
 MAX_BODY = 64 * 1024
 MAX_K = 200
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+SCORERS = ("deepbow", "ebrm", "hybrid")
 
 
 class Studio:
@@ -55,21 +56,24 @@ class Studio:
     def search(self, q: str, k: int = 10, scorer: str = "deepbow") -> dict:
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise InputError(f"k must be a whole number from 1 to {MAX_K}")
+        if scorer not in SCORERS:
+            raise InputError(f"scorer must be one of {', '.join(SCORERS)}, got {scorer!r}")
         if not q.strip():
             return {"query": q, "hits": [], "scorer": scorer}
         with self.lock:
+            edits = self.cat.journal_edits()  # one view of the index for the whole answer
             if scorer == "deepbow":
-                ranked = [(h, h.score) for h in self.cat.search(q, k)]
+                ranked = [(h, h.score) for h in self.cat.search(q, k, edits=edits)]
             elif self.reranker is None:
                 raise InputError(f"scorer {scorer!r} needs EBRM (start the studio with --ebrm)")
             else:
-                ranked = self.reranker.rerank(q, k, scorer)
+                ranked = self.reranker.rerank(q, k, scorer, edits=edits)
             return {"query": q, "scorer": scorer,
-                    "hits": [self._hit(q, h, score) for h, score in ranked]}
+                    "hits": [self._hit(q, h, score, edits) for h, score in ranked]}
 
-    def _hit(self, q: str, h, score: float) -> dict:
-        ex = self.cat.explain(q, h.id)
-        over = self.cat.journal_edits().overlay.get(self.cat.id_map()[h.id], {})
+    def _hit(self, q: str, h, score: float, edits) -> dict:
+        ex = self.cat.explain(q, h.id, edits)
+        over = edits.overlay.get(self.cat.id_map()[h.id], {})
         edited = {self.cat.model.vocab.term_name(t) for t in over}
         row = {"id": h.id, "title": h.title, "score": score, "deepbow_score": h.score,
                "label": LABEL_NAMES[int(self.cat.model.label([h.score])[0])],
@@ -78,7 +82,7 @@ class Studio:
                           "expanded": r.query_expanded, "edited": r.word in edited}
                          for r in ex.rows]}
         if self.reranker is not None:
-            row["entities"] = self.reranker.entity_explain(q, h.id).to_json()
+            row["entities"] = self.reranker.entity_explain(q, h.id, edits).to_json()
         return row
 
     def edit(self, body: dict) -> dict:

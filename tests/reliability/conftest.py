@@ -1,0 +1,49 @@
+"""Fixtures of the reliability suite: an index of the test catalogue and the CLI on it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import main
+from index.catalogue import Catalogue
+from tests.conftest import ITEMS
+
+
+@pytest.fixture
+def cat(tiny_model, tmp_path):
+    return Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
+
+
+@pytest.fixture
+def cli(tiny_model, tiny_model_dir, monkeypatch):
+    """cli(*args) → click Result, with --model the tiny model (loaded once: the session's
+    object stands in for a load from disk, which spends 2 s re-initialising jieba). An
+    exception that is not SystemExit (a traceback in real life) fails the test at once."""
+    import deepbow
+
+    monkeypatch.setattr(deepbow, "load", lambda path=None: tiny_model)
+    runner = CliRunner()
+
+    def invoke(*args, model: bool = True):
+        extra = ["--model", str(tiny_model_dir)] if model else []
+        return runner.invoke(main, [str(a) for a in args] + extra, catch_exceptions=False)
+
+    return invoke
+
+
+def write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
+
+
+def clean_error(result, *needles: str) -> None:
+    """Exit status 1, one `Error: ...` line naming the problem, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: "), result.output
+    for n in needles:
+        assert n in last, (n, last)
