@@ -10,14 +10,17 @@ drop_ratio_build 0: exhaustive over the posting lists, nothing dropped.
 
 Exact, not approximately equal: Milvus adds float32 products, so its order can differ from the
 integer one by rounding, and it breaks ties its own way. So `search_codes` asks for k + margin
-candidates with their vectors, recovers each title code (round(w / scale), exact for 8-bit
-codes), scores them in integers as the local index does, sorts by (-score, doc), and keeps the
-answer only when it is certain: when fewer candidates came back than asked (every match is in),
-or when the last candidate's float score, plus a bound on float32 error, is below the k-th
-exact score (nothing left out can reach it, ties included). Otherwise it asks again for 4× more,
-up to Milvus's limit of 16,384 (past that, more than 16k items tie at the k-th score: counted in
-`uncertain`). Filter values go in as themselves when plainly printable, else as a hash
-("h:" + blake2b), because Milvus 2.5's expression strings cannot carry every character.
+candidates (ids and float scores only: returning vectors from a search is slow in Milvus 2.5),
+keeps the band that may hold the exact top-k (an upper bound of its float score, with
+FLOAT_SLACK for float32 error, at least the k-th best lower bound: exact ties with the k-th are
+in), and is certain when fewer candidates came back than asked or the last one is outside the
+band; otherwise it asks again for 4× more, up to Milvus's limit of 16,384 (past that, more than
+16k items tie at the k-th score: counted in `uncertain`). Then one `get` fetches the band's
+vectors, recovers each title code (round(w / scale), exact for 8-bit codes), scores them in
+integers as the local index does and sorts by (-score, doc).
+
+Filter values go in as themselves when plainly printable, else as a hash ("h:" + blake2b),
+because Milvus 2.5's expression strings cannot carry every character.
 
 The same client code talks to a milvus-lite file (a URI ending in .db: the name at most 36
 characters of [A-Za-z0-9._-], a milvus-lite 2.5 rule) and to a server or cluster URI.
@@ -256,12 +259,16 @@ class MilvusIndex:
         if ids:
             self.client.delete(self.collection, ids=[str(x) for x in ids])
 
-    def get(self, ids: Sequence[str]) -> dict[str, tuple[int, dict, dict[int, int]]]:
+    def get(self, ids: Sequence[str], batch: int = 4096
+            ) -> dict[str, tuple[int, dict, dict[int, int]]]:
         """id → (doc, item, term → title code) for the ids present."""
-        got = self.client.get(self.collection, ids=[str(x) for x in ids],
-                              output_fields=["doc", "item", "vector"])
-        return {r["id"]: (int(r["doc"]), {"id": r["id"], **r["item"]}, self._codes(r["vector"]))
-                for r in got}
+        out = {}
+        for a in range(0, len(ids), batch):
+            got = self.client.get(self.collection, ids=[str(x) for x in ids[a:a + batch]],
+                                  output_fields=["doc", "item", "vector"])
+            out.update({r["id"]: (int(r["doc"]), {"id": r["id"], **r["item"]},
+                                  self._codes(r["vector"])) for r in got})
+        return out
 
     def count(self) -> int:
         res = self.client.query(self.collection, filter="", output_fields=["count(*)"])
@@ -292,19 +299,23 @@ class MilvusIndex:
         vecs = [self._query_vector(*q) for q in queries]
         todo = [i for i, v in enumerate(vecs) if v and k > 0 and expr is not None]
         limit = min(MAX_LIMIT, k + (margin if margin is not None else max(16, k)))
-        while todo:
+        bands: dict[int, list[str]] = {}
+        while todo:  # candidates by float score: ids and scores only (vectors are slow here)
             res = self.client.search(
                 self.collection, [vecs[i] for i in todo], filter=expr or "", limit=limit,
-                output_fields=["doc", "vector", "item"], anns_field="vector",
+                output_fields=[], anns_field="vector",
                 search_params={"metric_type": "IP", "params": {"drop_ratio_search": 0.0}})
             again = []
             for i, hits in zip(todo, res, strict=True):
-                out[i], sure = self._exact(queries[i], hits, k, limit)
+                bands[i], sure = self._band(hits, k, limit)
                 if not sure and limit < MAX_LIMIT:
                     again.append(i)
                 elif not sure:
                     self.uncertain += 1
             todo, limit = again, min(MAX_LIMIT, limit * 4)
+        rows = self.get(sorted({x for band in bands.values() for x in band}))
+        for i, band in bands.items():
+            out[i] = self._exact(queries[i], [x for x in band if x in rows], rows, k)
         return out
 
     def _query_vector(self, term_ids, codes, qscale: float) -> dict[int, float]:
@@ -312,22 +323,27 @@ class MilvusIndex:
         keep = (t >= 0) & (t < self.meta.n_terms) & (c > 0)  # unknown terms match nothing
         return {int(a): float(b) * qscale for a, b in zip(t[keep], c[keep], strict=True)}
 
-    def _exact(self, query, hits: list[dict], k: int, limit: int) -> tuple[Ranked, bool]:
-        """Integer scores of the candidates, the top k by (-score, doc), and whether certain."""
+    @staticmethod
+    def _band(hits: list[dict], k: int, limit: int) -> tuple[list[str], bool]:
+        """The candidates that may be in the exact top-k, and whether no other item can:
+        true scores lie within FLOAT_SLACK of Milvus's, so anything whose upper bound is below
+        the k-th best lower bound is out (an exact tie with the k-th is not)."""
+        dist = np.array([float(h["distance"]) for h in hits])
+        if len(hits) < k:
+            return [h["id"] for h in hits], len(hits) < limit
+        low = np.sort(dist * (1 - FLOAT_SLACK))[::-1][k - 1]
+        inside = dist * (1 + FLOAT_SLACK) >= low
+        sure = len(hits) < limit or not inside[np.argmin(dist)]
+        return [h["id"] for h, ok in zip(hits, inside, strict=True) if ok], bool(sure)
+
+    def _exact(self, query, band: list[str], rows: dict, k: int) -> Ranked:
+        """Integer scores of the band (as the local index computes them), top k by
+        (-score, doc)."""
         qcode = {int(t): int(c) for t, c in zip(*map(np.asarray, query[:2]), strict=True)}
-        codes = [self._codes(h["entity"]["vector"]) for h in hits]
-        ints = np.array([sum(qcode.get(t, 0) * c for t, c in cv.items()) for cv in codes],
+        ints = np.array([sum(qcode.get(t, 0) * c for t, c in rows[x][2].items()) for x in band],
                         np.int64)
-        docs = np.array([int(h["entity"]["doc"]) for h in hits], np.int64)
+        docs = np.array([rows[x][0] for x in band], np.int64)
         keep = np.nonzero(ints > 0)[0]
         order = keep[np.lexsort((docs[keep], -ints[keep]))][:k]
-        ranked = Ranked([hits[j]["id"] for j in order], docs[order], ints[order],
-                        [{"id": hits[j]["id"], **hits[j]["entity"]["item"]} for j in order],
-                        [codes[j] for j in order])
-        if len(hits) < limit:
-            return ranked, True
-        if len(order) < k:
-            return ranked, False
-        kth = float(ints[order[-1]]) * query[2] * self.meta.scale
-        last = min(float(h["distance"]) for h in hits)
-        return ranked, last * (1 + FLOAT_SLACK) + 1e-30 < kth
+        return Ranked([band[j] for j in order], docs[order], ints[order],
+                      [rows[band[j]][1] for j in order], [rows[band[j]][2] for j in order])
