@@ -104,6 +104,7 @@ def percentiles(lat) -> str:
 def compare(cat, served, queries, k: int, filters=None) -> None:
     """Top-k agreement on every query, disagreements shown (ids, exact scores)."""
     local = cat.batch_search(queries, k, filters)
+    served.index.widened = served.index.fetched = 0
     remote = served.batch_search(queries, k, filters)
     pairs = list(zip(local, remote, strict=True))
     same_ids = sum([h.id for h in a] == [h.id for h in b] for a, b in pairs)
@@ -111,7 +112,9 @@ def compare(cat, served, queries, k: int, filters=None) -> None:
     print(f"  top-{k} ids identical: {same_ids}/{len(queries)} "
           f"({100 * same_ids / len(queries):.2f}%); ids and scores identical: {same_all}; "
           f"queries with a hit: {sum(bool(x) for x in local)}; "
-          f"uncertain (ties past 16,384): {served.index.uncertain}")
+          f"uncertain (ties past 16,384): {served.index.uncertain}; asked again with a 4x "
+          f"limit: {served.index.widened} times; rows scored exactly: "
+          f"{served.index.fetched / len(queries):.1f} a query")
     for q, a, b in zip(queries, local, remote, strict=True):
         if [h.id for h in a] != [h.id for h in b]:
             print(f"  differs: {q!r}\n    local  {[(h.id, h.score) for h in a]}\n"

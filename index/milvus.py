@@ -127,6 +127,8 @@ class MilvusIndex:
     def __init__(self, client, lite: str | None, collection: str, meta: Meta) -> None:
         self.client, self.lite, self.collection, self.meta = client, lite, collection, meta
         self.uncertain = 0  # queries whose ties at the k-th score passed MAX_LIMIT
+        self.widened = 0  # queries asked again with a 4x larger limit
+        self.fetched = 0  # band rows fetched to score exactly
 
     # -- opening ----------------------------------------------------------------------------
     @staticmethod
@@ -310,10 +312,12 @@ class MilvusIndex:
                 bands[i], sure = self._band(hits, k, limit)
                 if not sure and limit < MAX_LIMIT:
                     again.append(i)
+                    self.widened += 1
                 elif not sure:
                     self.uncertain += 1
             todo, limit = again, min(MAX_LIMIT, limit * 4)
         rows = self.get(sorted({x for band in bands.values() for x in band}))
+        self.fetched += sum(len(band) for band in bands.values())
         for i, band in bands.items():
             out[i] = self._exact(queries[i], [x for x in band if x in rows], rows, k)
         return out
