@@ -165,13 +165,14 @@ def _alive_rows(cat, edits=None):
 
 def export_catalogue(cat, uri: str = DEFAULT_URI, collection: str = "deepbow", edits=None,
                      overwrite: bool = False, token: str | None = None, batch: int = 2000,
-                     progress: Callable[[int], None] | None = None) -> MilvusIndex:
+                     progress: Callable[[int], None] | None = None,
+                     shards: int | None = None) -> MilvusIndex:
     """Write a local catalogue's alive items into a new collection (`edits`: the journal's
     compiled edits, whose per-item weights are written as edited vectors)."""
     m = cat.model
     meta = filter_meta(m.model_id, m.scales["title"], m.vocab.size,
                        (it for s in cat.stores.values() for it in s.items()))
-    mix = MilvusIndex.create(uri, collection, meta, overwrite, token)
+    mix = MilvusIndex.create(uri, collection, meta, overwrite, token, shards)
     for docs, items, codes in _alive_rows(cat, edits):
         for a in range(0, len(items), batch):
             mix.insert(docs[a:a + batch], items[a:a + batch], codes[a:a + batch], batch)
@@ -217,8 +218,8 @@ def sync_item_edits(cat, mix: MilvusIndex, edits, journal_records: Sequence[dict
 
 def load_vectors(path: str | Path, uri: str = DEFAULT_URI, collection: str = "deepbow",
                  model=None, overwrite: bool = False, token: str | None = None,
-                 batch_rows: int = 8192, progress: Callable[[int], None] | None = None
-                 ) -> MilvusIndex:
+                 batch_rows: int = 8192, progress: Callable[[int], None] | None = None,
+                 shards: int | None = None) -> MilvusIndex:
     """Bulk-load an `encode-catalogue` vectors directory (index/vectors.py) into a new
     collection: two passes, the first over the items for the filter fields."""
     import json
@@ -234,7 +235,7 @@ def load_vectors(path: str | Path, uri: str = DEFAULT_URI, collection: str = "de
     items = (json.loads(s) for b in iter_vectors(path, batch_rows)
              for s in b.column("item").to_pylist())
     meta = filter_meta(manifest["model_id"], manifest["scale"], manifest["n_terms"], items)
-    mix = MilvusIndex.create(uri, collection, meta, overwrite, token)
+    mix = MilvusIndex.create(uri, collection, meta, overwrite, token, shards)
     for b in iter_vectors(path, batch_rows):
         docs = b.column("doc").to_numpy()
         its = [json.loads(s) for s in b.column("item").to_pylist()]

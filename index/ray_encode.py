@@ -212,8 +212,10 @@ def _numbered(ds, chunk: int):
 
 def _encoded(ds, model, model_path: str | Path, cfg: RayConfig, kind: str):
     """Chunks grouped and encoded on an actor pool: a dataset of vectors rows."""
+    from ray.data import ActorPoolStrategy
+
     return ds.groupby("_chunk").map_groups(
-        TitleEncoder, batch_format="pyarrow", concurrency=cfg.actors,
+        TitleEncoder, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.actors),
         num_cpus=cfg.cpus_per_actor,
         fn_constructor_kwargs={"model_path": str(model_path), "model_id": model.model_id,
                                "threads": cfg.threads, "kind": kind})
