@@ -142,15 +142,21 @@ def timings(cat, served, queries, k: int, passes: int, filters=None) -> None:
     print(f"  Milvus end to end: {len(queries) / t:,.0f} QPS, {percentiles(lat)}")
 
 
-def bench_milvus(cat, work: Path, queries: list[str], k: int, passes: int) -> None:
+def bench_milvus(cat, work: Path, queries: list[str], k: int, passes: int,
+                 reuse: bool = False) -> None:
+    from index.milvus import MilvusIndex
     from index.milvus_catalogue import MilvusCatalogue, export_catalogue
 
     uri = str(work / f"m{cat.index.n_docs}.db")
-    a = time.perf_counter()
-    mix = export_catalogue(cat, uri, "bench", edits=cat.edits(), overwrite=True)
-    t = time.perf_counter() - a
-    print(f"loaded {mix.count():,} items into milvus-lite: {cat.index.n_alive / t:,.0f} rows/s "
-          f"({t:.1f} s; insert batches of 2,000, index built as it goes)")
+    if reuse and Path(uri).exists():
+        mix = MilvusIndex.open(uri, "bench")
+        print(f"reusing {uri}: {mix.count():,} items")
+    else:
+        a = time.perf_counter()
+        mix = export_catalogue(cat, uri, "bench", edits=cat.edits(), overwrite=True)
+        t = time.perf_counter() - a
+        print(f"loaded {mix.count():,} items into milvus-lite: {cat.index.n_alive / t:,.0f} "
+              f"rows/s ({t:.1f} s; insert batches of 2,000, index built as it goes)")
     with MilvusCatalogue(mix, cat.model) as served:
         print(f"{len(queries)} Multi-CPR dev queries, top-{k}, no filter:")
         compare(cat, served, queries, k)
@@ -176,6 +182,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma list: encoding, milvus")
+    ap.add_argument("--reuse-milvus", action="store_true",
+                    help="search the collection a previous run loaded instead of loading it")
     args = ap.parse_args()
     import torch
 
@@ -195,7 +203,7 @@ def main() -> None:
                if ln.strip()]
     cat = local_catalogue(model, args.items, work)
     print(json.dumps({k: v for k, v in cat.stats().items() if k != "filter_fields"}))
-    bench_milvus(cat, work, queries, args.k, args.passes)
+    bench_milvus(cat, work, queries, args.k, args.passes, args.reuse_milvus)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ class RayConfig:
 @contextmanager
 def ray_session(cfg: RayConfig):
     """Use the running Ray, or start one for the call and shut it down after (quietly: the
-    library prints nothing; Ray's progress bars and info logs are switched off)."""
+    library prints nothing; Ray's progress bars and its logs below ERROR are switched off)."""
     import ray
     from ray.data import DataContext
 
@@ -58,12 +58,12 @@ def ray_session(cfg: RayConfig):
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = True
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     if ray.is_initialized():
         yield
         return
     kwargs = {"include_dashboard": False, "log_to_driver": False,
-              "logging_level": logging.WARNING}
+              "logging_level": logging.ERROR}
     if cfg.address:
         ray.init(address=cfg.address, **kwargs)
     else:
