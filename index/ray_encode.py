@@ -205,7 +205,10 @@ def _numbered(ds, chunk: int):
     import ray
 
     ds = ds.materialize()
-    rows = ray.data.range(ds.count()).rename_columns({"id": "_row"})
+    n = ds.count()
+    if n == 0:
+        raise InputError("the catalogue shards hold no items")
+    rows = ray.data.range(n).rename_columns({"id": "_row"})
     return ds.zip(rows).map_batches(_with_chunk, batch_format="pyarrow", batch_size=None,
                                     fn_kwargs={"chunk": chunk})
 

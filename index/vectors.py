@@ -6,7 +6,8 @@ file's size and sha256) and Parquet part files of rows:
 
     doc int64            the item's number in catalogue order (ties in a ranking go to the lower)
     id string            the item id
-    item string          the whole item as JSON (title and filter fields), for serving
+    item string          the whole item as JSON (title and filter fields), for serving (values
+                         JSON cannot hold, such as Parquet timestamps, as their str())
     terms list<int32>    term ids, increasing
     codes list<uint8>    the 8-bit title codes the index stores (weight = code × scale)
     weights list<float>  code × scale as float32, for tools that read weights only
@@ -46,10 +47,10 @@ def vectors_table(docs: np.ndarray, items: Sequence[dict], codes: sparse.csr_mat
     vals = codes.data.astype(np.uint8)
     cvals = pa.ListArray.from_arrays(offsets, pa.array(vals))
     wvals = pa.ListArray.from_arrays(offsets, pa.array((vals * scale).astype(np.float32)))
+    as_json = [json.dumps(it, ensure_ascii=False, default=str) for it in items]
     return pa.table({"doc": pa.array(np.asarray(docs, np.int64)),
                      "id": pa.array([str(it["id"]) for it in items], pa.string()),
-                     "item": pa.array([json.dumps(it, ensure_ascii=False) for it in items],
-                                      pa.string()),
+                     "item": pa.array(as_json, pa.string()),
                      "terms": terms, "codes": cvals, "weights": wvals})
 
 
