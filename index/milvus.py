@@ -39,13 +39,14 @@ import numpy as np
 from scipy import sparse
 
 from deepbow.errors import DeepBowError
+from index.segments import item_filters
 
 FORMAT = "deepbow-milvus"
 FORMAT_VERSION = 1
 DEFAULT_URI = "deepbow-milvus.db"
 MAX_LIMIT = 16384
 ID_MAX_BYTES = 1024
-VALUE_MAX_BYTES = 256  # filter values are at most 64 characters (index.catalogue)
+VALUE_MAX_BYTES = 256  # filter values are at most 64 characters (index.segments)
 FLOAT_SLACK = 1e-4  # relative bound on Milvus's float32 error (observed ~1e-7)
 _PLAIN = re.compile(r"[^\"'\\\x00-\x1f\x7f\x85\u2028\u2029]+")
 _LITE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")
@@ -215,8 +216,6 @@ class MilvusIndex:
     def rows(self, docs: Sequence[int], items: Sequence[dict], codes: sparse.csr_matrix
              ) -> list[dict]:
         """Milvus rows for items with their numbers and title-code rows."""
-        from index.catalogue import item_filters
-
         codes = sparse.csr_matrix(codes)
         out = []
         for i, (doc, it) in enumerate(zip(docs, items, strict=True)):

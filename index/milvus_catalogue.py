@@ -3,44 +3,57 @@
 `MilvusCatalogue` answers `search`, `batch_search` and `explain` as `index.catalogue.Catalogue`
 does (same Hit and Explanation objects, same integer scores times the same two scales, ties by
 doc number) over a collection written by `export_catalogue` (from a local index directory) or
-`load_vectors` (from an `encode-catalogue` Parquet directory).
+`load_vectors` (from an `encode-catalogue` Parquet directory). It also has `journal_edits` and
+`item_by_id`, so EBRM reranking (index/rerank.py) and the studio compose over it unchanged.
 
 Edits, as the README's "Weight editing" says: word scales, bans and links act on the query
-vector (`edits=`: anything with `edit_query`, e.g. `index.editor.CompiledEdits` or
-`journal_word_edits(...)`), so they need nothing in Milvus. Per-item weights (`set`) are
-upserted as edited vectors: `export_catalogue` writes them, `sync_item_edits` rewrites the
-items a journal names after an edit or an undo. The journal stays the record.
+vector (`edits=`: an `index.editor.CompiledEdits`, whose `.words` it applies, or a
+`deepbow.edits.WordEdits`; by default the journal the catalogue was opened with), so they need
+nothing in Milvus. Per-item weights (`set`) are upserted as edited vectors: `export_catalogue`
+writes them, `sync_item_edits` rewrites the items a journal names after an edit or an undo. The
+journal stays the record.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
+from deepbow.edits import WordEdits
 from deepbow.errors import InputError
+from deepbow.explain import Explanation, MatchRow
 from deepbow.sparse import SparseVector
-from index.catalogue import Hit, item_filters
+from index.editor import CompiledEdits, journal_of
+from index.edits import replay
 from index.milvus import DEFAULT_URI, Meta, MilvusError, MilvusIndex
+from index.segments import Hit, item_filters
 
 
 class MilvusCatalogue:
-    """A DeepBoW model + a Milvus collection of its title vectors."""
+    """A DeepBoW model + a Milvus collection of its title vectors; `journal` (an index
+    directory or a journal file) supplies the edits applied when none are given."""
 
-    def __init__(self, index: MilvusIndex, model) -> None:
+    def __init__(self, index: MilvusIndex, model, journal: str | Path | None = None) -> None:
         if index.meta.model_id != model.model_id:
             raise MilvusError(f"collection {index.collection}: built with model "
                               f"{index.meta.model_id}, the model given is {model.model_id}")
         self.index, self.model = index, model
+        self.journal = journal_of(journal) if journal is not None else None
+        self._compiled: tuple[tuple, CompiledEdits] | None = None
 
     @classmethod
-    def open(cls, uri: str = DEFAULT_URI, collection: str = "deepbow", model=None,
-             token: str | None = None) -> MilvusCatalogue:
-        import deepbow
-
-        return cls(MilvusIndex.open(uri, collection, token), model or deepbow.load())
+    def open(cls, uri: str, collection: str, model, token: str | None = None,
+             journal: str | Path | None = None) -> MilvusCatalogue:
+        mix = MilvusIndex.open(uri, collection, token)
+        try:
+            return cls(mix, model, journal)
+        except BaseException:
+            mix.close()
+            raise
 
     def close(self) -> None:
         self.index.close()
@@ -50,6 +63,21 @@ class MilvusCatalogue:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def journal_edits(self) -> CompiledEdits:
+        """The journal's edits (none without a journal), compiled again when it changed; no
+        per-item overlay: those weights are in the collection."""
+        sig = self.journal.signature() if self.journal is not None else ()
+        if self._compiled is None or self._compiled[0] != sig:
+            state = replay(self.journal.read() if self.journal is not None else [])
+            self._compiled = (sig, CompiledEdits(state, WordEdits.compile(state,
+                                                                          self.model.vocab)))
+        return self._compiled[1]
+
+    def _words(self, edits) -> WordEdits:
+        if edits is None:
+            return self.journal_edits().words
+        return edits if isinstance(edits, WordEdits) else edits.words
 
     def search(self, query: str, k: int = 10, filters: dict | None = None,
                matched_words: int = 3, edits=None) -> list[Hit]:
@@ -73,8 +101,8 @@ class MilvusCatalogue:
         return out
 
     def query_vectors(self, queries: Sequence[str], edits=None) -> list[SparseVector]:
-        qvs = self.model.encode(list(queries), "query")
-        return [edits.edit_query(q) for q in qvs] if edits is not None else qvs
+        words = self._words(edits)
+        return [words.apply(q) for q in self.model.encode(list(queries), "query")]
 
     def _contributions(self, qv: SparseVector, codes: dict[int, int]):
         dcodes = np.array([codes.get(int(t), 0) for t in qv.ids], np.int64)
@@ -90,20 +118,25 @@ class MilvusCatalogue:
         fields = {k: v for k, v in item.items() if k not in ("id", "title")}
         return Hit(item["id"], score_int * scale, item["title"], fields, matched)
 
-    def explain(self, query: str, item_id: str, edits=None):
-        """The query–item score word by word, from the vector Milvus holds."""
-        from deepbow.encoder import Explanation, MatchRow
-
-        got = self.index.get([item_id]).get(str(item_id))
+    def _get(self, item_id: str) -> tuple[int, dict, dict[int, int]]:
+        got = self.index.get([str(item_id)]).get(str(item_id))
         if got is None:
             raise InputError(f"unknown id {item_id!r}")
-        _, item, codes = got
+        return got
+
+    def item_by_id(self, item_id: str) -> dict:
+        return self._get(item_id)[1]
+
+    def explain(self, query: str, item_id: str, edits=None) -> Explanation:
+        """The query–item score word by word, from the vector Milvus holds."""
+        _, item, codes = self._get(item_id)
         qv = self.query_vectors([query], edits)[0]
         dcodes, contrib = self._contributions(qv, codes)
         tscale = self.index.meta.scale
         scale = qv.scale * tscale
+        exp = qv.expanded if qv.expanded is not None else np.zeros(len(qv), bool)
         rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * tscale),
-                         float(contrib[i] * scale), bool(qv.expanded[i]), False)
+                         float(contrib[i] * scale), bool(exp[i]), False)
                 for i in np.nonzero(dcodes)[0]]
         rows.sort(key=lambda r: -r.contribution)
         score = int(contrib.sum()) * scale
@@ -111,15 +144,10 @@ class MilvusCatalogue:
                            qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
 
 
-def journal_word_edits(path: str | Path, vocab):
+def journal_word_edits(path: str | Path, vocab) -> WordEdits:
     """The word-level edits (scales, bans, links) of a journal file or index directory, for
     `edits=`: what a Milvus-served catalogue applies at query time."""
-    from index.editor import compile_words
-    from index.edits import JOURNAL, Journal, replay
-
-    path = Path(path)
-    return compile_words(replay(Journal(path / JOURNAL if path.is_dir() else path).read()),
-                         vocab)
+    return WordEdits.compile(replay(journal_of(path).read()), vocab)
 
 
 def filter_meta(model_id: str, scale: float, n_terms: int, items: Iterable[dict],
@@ -167,8 +195,9 @@ def export_catalogue(cat, uri: str = DEFAULT_URI, collection: str = "deepbow", e
                      overwrite: bool = False, token: str | None = None, batch: int = 2000,
                      progress: Callable[[int], None] | None = None,
                      shards: int | None = None) -> MilvusIndex:
-    """Write a local catalogue's alive items into a new collection (`edits`: the journal's
-    compiled edits, whose per-item weights are written as edited vectors)."""
+    """Write a local catalogue's alive items into a new collection, with the per-item weights
+    of `edits` (default: the catalogue's journal) written as edited vectors."""
+    edits = edits if edits is not None else cat.journal_edits()
     m = cat.model
     meta = filter_meta(m.model_id, m.scales["title"], m.vocab.size,
                        (it for s in cat.stores.values() for it in s.items()))
@@ -185,7 +214,9 @@ def mirror(cat, mix: MilvusIndex, ids: Iterable[str], edits=None) -> tuple[int, 
     """After `add`, `update` or `delete` on the local catalogue: upsert those ids as the local
     index now holds them (their doc numbers, vectors, fields) and delete the ones it no longer
     has. Returns (upserted, deleted). After `compact`, export again instead: compaction
-    renumbers docs and moves items whose weights it folded to the end."""
+    renumbers docs and moves items whose weights it folded to the end. `edits`: default the
+    catalogue's journal (its per-item weights go into the vectors)."""
+    edits = edits if edits is not None else cat.journal_edits()
     ids = [str(x) for x in ids]
     idmap = cat.id_map()
     present = sorted((idmap[x], x) for x in ids if x in idmap)
@@ -208,9 +239,13 @@ def _doc_codes(cat, doc: int, over: dict[int, int] | None):
                              shape=(1, cat.index.n_terms))
 
 
-def sync_item_edits(cat, mix: MilvusIndex, edits, journal_records: Sequence[dict]) -> int:
+def sync_item_edits(cat, mix: MilvusIndex, edits=None,
+                    journal_records: Sequence[dict] | None = None) -> int:
     """Upsert every item a journal's `set` records name (edited, or back to its postings'
-    weights after an undo): the collection then holds what the local index scores."""
+    weights after an undo): the collection then holds what the local index scores. Default:
+    the catalogue's own journal and its compiled edits."""
+    if journal_records is None:
+        journal_records = journal_of(cat.path).read()
     ids = sorted({r["args"]["item"] for r in journal_records if r.get("op") == "set"})
     idmap = cat.id_map()
     return mirror(cat, mix, [x for x in ids if x in idmap], edits)[0]
@@ -222,8 +257,6 @@ def load_vectors(path: str | Path, uri: str = DEFAULT_URI, collection: str = "de
                  shards: int | None = None) -> MilvusIndex:
     """Bulk-load an `encode-catalogue` vectors directory (index/vectors.py) into a new
     collection: two passes, the first over the items for the filter fields."""
-    import json
-
     import pyarrow as pa
 
     from index.vectors import iter_vectors, open_vectors, table_codes

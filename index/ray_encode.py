@@ -10,9 +10,10 @@ call on an actor that loaded the model once: the codes are bit-identical by cons
 luck (on the same CPU type and torch build; see the README's "Beyond one machine").
 
 Reading: JSONL/TSV shards through a Ray datasource that splits lines on b"\\n" exactly as
-`deepbow.catalogue.read_catalogue` does (and names file:line in errors), or Parquet shards with
-`ray.data.read_parquet`; shards in the order given (a directory: its files sorted by name).
-Actors take 0.5 CPU each by default: with 1 CPU each on a 2-CPU machine the read task starves.
+`deepbow.readers.read_catalogue` does (index/shards.py; errors name file:line), or Parquet
+shards with `ray.data.read_parquet`; shards in the order given (a directory: its files sorted by
+name). Actors take 0.5 CPU each by default, one per CPU of the cluster: with 1 CPU each on a
+2-CPU machine the read task starves.
 Blocks cross process boundaries as Arrow tables (numpy object columns would become tensors).
 """
 
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +31,24 @@ import numpy as np
 
 from deepbow.errors import DeepBowError, InputError
 from index.catalogue import INDEX_BATCH
+from index.shards import parquet_item, parse_line, shard_files, split_lines
 from index.vectors import table_codes, vectors_table, write_manifest
 
-TEXT_SUFFIXES = (".jsonl", ".json", ".tsv", ".txt")
 LINES_PER_BLOCK = 65536
+
+
+class RayError(DeepBowError):
+    """Ray could not be started or reached."""
 
 
 @dataclass
 class RayConfig:
-    """Where and how wide: `address` None starts (and stops) a local cluster of `num_cpus`."""
+    """Where and how wide: `address` None starts (and stops) a local cluster of `num_cpus`
+    (default: this machine's CPUs); `actors` None: one actor per CPU of the cluster."""
 
     address: str | None = None
-    num_cpus: int = 2
-    actors: int = 2
+    num_cpus: int | None = None
+    actors: int | None = None
     cpus_per_actor: float = 0.5
     threads: int = 1  # torch threads per actor
     chunk: int = INDEX_BATCH  # items encoded together: must be what the in-process path uses
@@ -64,54 +71,18 @@ def ray_session(cfg: RayConfig):
         return
     kwargs = {"include_dashboard": False, "log_to_driver": False,
               "logging_level": logging.ERROR}
-    if cfg.address:
-        ray.init(address=cfg.address, **kwargs)
-    else:
-        ray.init(num_cpus=cfg.num_cpus, **kwargs)
+    try:
+        if cfg.address:
+            ray.init(address=cfg.address, **kwargs)
+        else:
+            ray.init(num_cpus=cfg.num_cpus or os.cpu_count() or 1, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise RayError(f"cannot start or reach Ray at {cfg.address or 'a local cluster'}: "
+                       f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     try:
         yield
     finally:
         ray.shutdown()
-
-
-def parse_line(raw: bytes, path: str, lineno: int) -> dict:
-    """One catalogue line, read as read_catalogue reads it: JSON {"id","title",...} or
-    `id<TAB>title`; errors name the file and line."""
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}:{lineno}: not UTF-8 ({e.reason})") from None
-    if line.lstrip().startswith("{"):
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-    else:
-        parts = line.rstrip("\r\n").split("\t")
-        if len(parts) < 2:
-            raise InputError(f"{path}:{lineno}: expected JSON or 'id<TAB>title'")
-        item = {"id": parts[0], "title": parts[1]}
-    if not isinstance(item, dict) or not isinstance(item.get("title"), str) or "id" not in item:
-        raise InputError(f'{path}:{lineno}: needs "id" and a string "title"')
-    item["id"] = str(item["id"])
-    return item
-
-
-def _lines(stream, path: str) -> Iterator[tuple[bytes, int]]:
-    """Non-blank lines of a binary stream split on b"\\n" (as iterating a file does)."""
-    rest, lineno = b"", 0
-    while True:
-        buf = stream.read(1 << 23)
-        if not buf:
-            break
-        parts = (rest + buf).split(b"\n")
-        rest = parts.pop()
-        for raw in parts:
-            lineno += 1
-            if raw.strip():
-                yield raw + b"\n", lineno
-    if rest.strip():
-        yield rest, lineno + 1
 
 
 def _lines_datasource(paths: list[str]):
@@ -123,7 +94,7 @@ def _lines_datasource(paths: list[str]):
 
         def _read_stream(self, f, path: str):
             rows: dict[str, list] = {"line": [], "path": [], "lineno": []}
-            for raw, n in _lines(f, path):
+            for raw, n in split_lines(f):
                 rows["line"].append(raw)
                 rows["path"].append(path)
                 rows["lineno"].append(n)
@@ -138,35 +109,16 @@ def _lines_datasource(paths: list[str]):
     return CatalogueLines(paths)
 
 
-def shard_files(paths: Sequence[str | Path]) -> tuple[list[str], str]:
-    """The shard files in catalogue order and their kind ("text" or "parquet")."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
-                            and q.suffix in (*TEXT_SUFFIXES, ".parquet"))
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: no such catalogue file or directory")
-    if not files:
-        raise InputError(f"no catalogue shards in {', '.join(map(str, paths))}")
-    kinds = {"parquet" if f.suffix == ".parquet" else "text" for f in files}
-    if len(kinds) > 1:
-        raise InputError("catalogue shards mix Parquet and text files; give one kind")
-    return [str(f.resolve()) for f in files], kinds.pop()
-
-
 class TitleEncoder:
     """A Ray Data actor: loads the model once, then encodes one chunk (a group) per call."""
 
     def __init__(self, model_path: str, model_id: str, threads: int, kind: str) -> None:
         import torch
 
-        import deepbow
+        from deepbow.encoder import DeepBoW
 
         torch.set_num_threads(threads)
-        self.model = deepbow.load(model_path)
+        self.model = DeepBoW.load(model_path)
         if self.model.model_id != model_id:  # e.g. another model at that path on this node
             raise InputError(f"{model_path}: holds model {self.model.model_id} on this Ray "
                              f"node, the driver's is {model_id}")
@@ -178,12 +130,8 @@ class TitleEncoder:
                 table.column("line").to_pylist(), table.column("path").to_pylist(),
                 table.column("lineno").to_pylist(), strict=True)]
         rows = table.drop_columns(["_row", "_chunk"]).to_pylist()
-        for n, it in enumerate(rows):
-            if not isinstance(it.get("title"), str) or it.get("id") is None:
-                raise InputError(f'catalogue row {table.column("_row")[n].as_py()}: needs '
-                                 f'"id" and a string "title"')
-            it["id"] = str(it["id"])
-        return rows
+        return [parquet_item(it, f"catalogue row {n + 1}")
+                for it, n in zip(rows, table.column("_row").to_pylist(), strict=True)]
 
     def __call__(self, table):
         table = table.sort_by("_row")
@@ -213,12 +161,22 @@ def _numbered(ds, chunk: int):
                                     fn_kwargs={"chunk": chunk})
 
 
+def actor_count(cfg: RayConfig) -> int:
+    """`cfg.actors`, or one actor per CPU of the running cluster."""
+    import ray
+
+    if cfg.actors:
+        return cfg.actors
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def _encoded(ds, model, model_path: str | Path, cfg: RayConfig, kind: str):
     """Chunks grouped and encoded on an actor pool: a dataset of vectors rows."""
     from ray.data import ActorPoolStrategy
 
     return ds.groupby("_chunk").map_groups(
-        TitleEncoder, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.actors),
+        TitleEncoder, batch_format="pyarrow",
+        compute=ActorPoolStrategy(size=actor_count(cfg)),
         num_cpus=cfg.cpus_per_actor,
         fn_constructor_kwargs={"model_path": str(model_path), "model_id": model.model_id,
                                "threads": cfg.threads, "kind": kind})

@@ -4,79 +4,20 @@ Needs the `scale` extra (ray[data], pyarrow); skipped without it. The Ray runs s
 cluster of 2 CPUs with 2 actors × 0.5 CPU, as the issue asks, and take about a minute: `slow`.
 """
 
-import json
-import random
-
 import numpy as np
 import pytest
 
-from deepbow.catalogue import read_catalogue
 from deepbow.errors import InputError
 from index.catalogue import INDEX_BATCH, encode_items
-from tests.conftest import BRANDS, FILLERS, PRODUCTS
+from tests.index.test_shards import catalogue, write_shards
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 ray = pytest.importorskip("ray")
-re_ = pytest.importorskip("index.ray_encode")
+
+import index.ray_encode as re_  # noqa: E402  (after the skips: needs the scale extra)
 
 CHUNK = 64  # small chunks, so that 300 titles cross several chunk and shard boundaries
-
-
-def catalogue(n: int, seed: int = 3) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        b, p = rng.choice(BRANDS), rng.choice(PRODUCTS)
-        words = [b, *rng.sample(FILLERS, rng.randint(0, 4)), p]
-        rng.shuffle(words)
-        out.append({"id": f"i{i}", "title": "".join(words), "brand": b, "product": p,
-                    "tags": rng.sample(FILLERS, 2)})
-    return out
-
-
-def write_shards(folder, items, cuts=(0, 90, 91, 200)) -> None:
-    """JSONL shards (one holds a TSV line, a blank line and CRLF) in name order."""
-    folder.mkdir()
-    bounds = [*cuts, len(items)]
-    for s, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)):
-        with open(folder / f"part-{s}.jsonl", "w", encoding="utf-8", newline="") as fh:
-            for it in items[a:b]:
-                if it.get("tsv"):
-                    fh.write(f"{it['id']}\t{it['title']}\r\n\n")
-                else:
-                    fh.write(json.dumps(it, ensure_ascii=False) + "\n")
-
-
-def test_lines_and_parse_line_read_as_read_catalogue(tmp_path):
-    items = catalogue(20)
-    items[5] = {"id": "i5", "title": items[5]["title"], "tsv": True}
-    write_shards(tmp_path / "s", items, cuts=(0,))
-    path = tmp_path / "s" / "part-0.jsonl"
-    with open(path, "rb") as fh:
-        got = [re_.parse_line(raw, str(path), n) for raw, n in re_._lines(fh, str(path))]
-    assert got == read_catalogue(path)
-
-
-@pytest.mark.parametrize("line,msg", [(b"{not json\n", "not valid JSON"),
-                                      (b"only-an-id\n", "expected JSON"),
-                                      (b'{"id": 1}\n', "string \"title\""),
-                                      (b"\xff\xfe\n", "not UTF-8")])
-def test_parse_line_errors_name_file_and_line(line, msg):
-    with pytest.raises(InputError, match=f"cat.jsonl:7: .*{msg}"):
-        re_.parse_line(line, "cat.jsonl", 7)
-
-
-def test_shard_files(tmp_path):
-    (tmp_path / "b.jsonl").write_text("x\ty\n")
-    (tmp_path / "a.jsonl").write_text("x\ty\n")
-    files, kind = re_.shard_files([tmp_path])
-    assert kind == "text" and [f.rsplit("/", 1)[1] for f in files] == ["a.jsonl", "b.jsonl"]
-    (tmp_path / "c.parquet").write_bytes(b"")
-    with pytest.raises(InputError, match="mix"):
-        re_.shard_files([tmp_path])
-    with pytest.raises(InputError, match="no such"):
-        re_.shard_files([tmp_path / "nope"])
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from index.catalogue import INDEX_BATCH, encode_items
-from tests.test_catalogue import ITEMS
+from tests.conftest import ITEMS
 
 pytest.importorskip("pyarrow")
-vectors = pytest.importorskip("index.vectors")
+
+import index.vectors as vectors  # noqa: E402  (after the skip: needs pyarrow)
 
 
 def test_round_trip(tiny_model, tmp_path):
