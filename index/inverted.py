@@ -367,7 +367,8 @@ class InvertedIndex:
                 "bytes_per_posting": nbytes / max(1, self.n_postings)}
 
 
-OWN_FILES = ("manifest.json", ".lock", "edits.jsonl")
+LINK_FILE = "milvus.json"  # where the index's Milvus copy is (index/milvus_link.py)
+OWN_FILES = ("manifest.json", ".lock", "edits.jsonl", LINK_FILE)
 
 
 def check_replaceable(path: Path, overwrite: bool) -> None:
