@@ -28,8 +28,10 @@ characters of [A-Za-z0-9._-], a milvus-lite 2.5 rule) and to a server or cluster
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ import numpy as np
 from scipy import sparse
 
 from deepbow.errors import DeepBowError
+from deepbow.locations import milvus_token
 from index.segments import item_filters
 
 FORMAT = "deepbow-milvus"
@@ -50,7 +53,9 @@ VALUE_MAX_BYTES = 256  # filter values are at most 64 characters (index.segments
 FLOAT_SLACK = 1e-4  # relative bound on Milvus's float32 error (observed ~1e-7)
 _PLAIN = re.compile(r"[^\"'\\\x00-\x1f\x7f\x85\u2028\u2029]+")
 _LITE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")
-_LITE_OPEN: dict[str, int] = {}  # milvus-lite file → open MilvusIndex objects in this process
+# (uri, token) → MilvusIndex objects open on it in this process: pymilvus shares one
+# connection among its clients of the same uri and token, so only the last may close it
+_OPEN: dict[tuple[str, str], int] = {}
 
 
 class MilvusError(DeepBowError):
@@ -78,6 +83,41 @@ def check_uri(uri: str) -> str:
     if not p.resolve().parent.is_dir():
         raise MilvusError(f"{uri}: folder {p.parent} does not exist")
     return str(p.resolve())
+
+
+def _connect(client_cls, uri: str, token: str):
+    """A client, or a MilvusError that says where it could not connect (pymilvus's own
+    log line about it is kept quiet: the library prints nothing)."""
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    try:
+        return client_cls(uri, token=token)
+    except Exception as e:
+        if not _from_pymilvus(e):
+            raise
+        raise MilvusError(f"cannot connect to Milvus at {uri}: {_message(e)}") from None
+
+
+def _from_pymilvus(e: BaseException) -> bool:
+    return type(e).__module__.split(".")[0] in ("pymilvus", "grpc", "milvus_lite")
+
+
+def _message(e: BaseException) -> str:
+    return str(getattr(e, "message", None) or e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def milvus_errors(fn):
+    """Milvus's own exceptions (a server gone, a refused request) as a MilvusError: a
+    message, not a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if not _from_pymilvus(e):
+                raise
+            raise MilvusError(f"Milvus refused {fn.__name__}: {_message(e)}") from None
+
+    return wrapper
 
 
 @dataclass
@@ -125,8 +165,9 @@ class Ranked:
 class MilvusIndex:
     """Rows in, exact top-k out (over integer query codes); see the module docstring."""
 
-    def __init__(self, client, lite: str | None, collection: str, meta: Meta) -> None:
-        self.client, self.lite, self.collection, self.meta = client, lite, collection, meta
+    def __init__(self, client, key: tuple[str, str] | None, collection: str, meta: Meta
+                 ) -> None:
+        self.client, self._key, self.collection, self.meta = client, key, collection, meta
         self.uncertain = 0  # queries whose ties at the k-th score passed MAX_LIMIT
         self.widened = 0  # queries asked again with a 4x larger limit
         self.fetched = 0  # band rows fetched to score exactly
@@ -134,16 +175,19 @@ class MilvusIndex:
     # -- opening ----------------------------------------------------------------------------
     @staticmethod
     def _client(uri: str, token: str | None):
-        from pymilvus import MilvusClient
+        from index.shards import require
 
+        client_cls = require("pymilvus", "serving from Milvus").MilvusClient
         uri = check_uri(uri)
-        client = MilvusClient(uri, token=token or "")
-        if "://" in uri:
-            return client, None
-        _LITE_OPEN[uri] = _LITE_OPEN.get(uri, 0) + 1
-        return client, uri
+        if "://" not in uri:
+            require("milvus_lite", f"a milvus-lite file ({uri})")
+        key = (uri, token or milvus_token() or "")
+        client = _connect(client_cls, *key)
+        _OPEN[key] = _OPEN.get(key, 0) + 1
+        return client, key
 
     @classmethod
+    @milvus_errors
     def create(cls, uri: str, collection: str, meta: Meta, overwrite: bool = False,
                token: str | None = None, shards: int | None = None) -> MilvusIndex:
         """A new, empty collection for `meta` (refused if it exists, unless `overwrite`);
@@ -181,6 +225,7 @@ class MilvusIndex:
                                  consistency_level="Strong", **extra)
 
     @classmethod
+    @milvus_errors
     def open(cls, uri: str, collection: str, token: str | None = None) -> MilvusIndex:
         client, lite = cls._client(uri, token)
         mix = cls(client, lite, collection, None)
@@ -195,16 +240,20 @@ class MilvusIndex:
         return mix
 
     def close(self) -> None:
-        """Close the client; the last one open on a milvus-lite file stops its process."""
+        """The last one open on a URI closes the shared connection, and on a milvus-lite file
+        stops its process; closing twice is harmless."""
+        key, self._key = self._key, None
+        if key is None:
+            return
+        _OPEN[key] -= 1
+        if _OPEN[key] > 0:
+            return
+        del _OPEN[key]
         self.client.close()
-        if self.lite is not None:
-            _LITE_OPEN[self.lite] -= 1
-            if _LITE_OPEN[self.lite] <= 0:
-                from milvus_lite.server_manager import server_manager_instance
+        if "://" not in key[0]:
+            from milvus_lite.server_manager import server_manager_instance
 
-                del _LITE_OPEN[self.lite]
-                server_manager_instance.release_server(self.lite)
-            self.lite = None
+            server_manager_instance.release_server(key[0])
 
     def __enter__(self) -> MilvusIndex:
         return self
@@ -242,6 +291,7 @@ class MilvusIndex:
             out.append(row)
         return out
 
+    @milvus_errors
     def upsert(self, docs: Sequence[int], items: Sequence[dict], codes: sparse.csr_matrix,
                batch: int = 2000) -> int:
         """Insert or replace items (an id already there is replaced whole)."""
@@ -250,6 +300,7 @@ class MilvusIndex:
             self.client.upsert(self.collection, rows[a:a + batch])
         return len(rows)
 
+    @milvus_errors
     def insert(self, docs: Sequence[int], items: Sequence[dict], codes: sparse.csr_matrix,
                batch: int = 2000) -> int:
         """Insert new items (faster than upsert; a bulk load into an empty collection)."""
@@ -258,10 +309,12 @@ class MilvusIndex:
             self.client.insert(self.collection, rows[a:a + batch])
         return len(rows)
 
+    @milvus_errors
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
             self.client.delete(self.collection, ids=[str(x) for x in ids])
 
+    @milvus_errors
     def get(self, ids: Sequence[str], batch: int = 4096
             ) -> dict[str, tuple[int, dict, dict[int, int]]]:
         """id → (doc, item, term → title code) for the ids present."""
@@ -273,6 +326,7 @@ class MilvusIndex:
                                   self._codes(r["vector"])) for r in got})
         return out
 
+    @milvus_errors
     def count(self) -> int:
         res = self.client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
@@ -292,6 +346,7 @@ class MilvusIndex:
             parts.append(f"array_contains_any({name}, [{toks}])")
         return " and ".join(parts)
 
+    @milvus_errors
     def search_codes(self, queries: Sequence[tuple[np.ndarray, np.ndarray, float]], k: int = 10,
                      filters: dict | None = None, margin: int | None = None) -> list[Ranked]:
         """Exact top-k for (term ids, integer codes, query scale) queries: the local index's

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ def ray_session(cfg: RayConfig):
               "logging_level": logging.ERROR}
     try:
         if cfg.address:
+            _probe(cfg.address)
             ray.init(address=cfg.address, **kwargs)
         else:
             ray.init(num_cpus=cfg.num_cpus or os.cpu_count() or 1, **kwargs)
@@ -83,6 +85,19 @@ def ray_session(cfg: RayConfig):
         yield
     finally:
         ray.shutdown()
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a host:port nobody listens on (ray.init would retry for many minutes)."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RayError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
 
 
 def _lines_datasource(paths: list[str]):
@@ -157,8 +172,11 @@ def _numbered(ds, chunk: int):
     if n == 0:
         raise InputError("the catalogue shards hold no items")
     rows = ray.data.range(n).rename_columns({"id": "_row"})
-    return ds.zip(rows).map_batches(_with_chunk, batch_format="pyarrow", batch_size=None,
-                                    fn_kwargs={"chunk": chunk})
+    with warnings.catch_warnings():  # zip is deprecated after 2.60 (the extra pins 2.60.0)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        zipped = ds.zip(rows)
+    return zipped.map_batches(_with_chunk, batch_format="pyarrow", batch_size=None,
+                              fn_kwargs={"chunk": chunk})
 
 
 def actor_count(cfg: RayConfig) -> int:
@@ -180,6 +198,12 @@ def _encoded(ds, model, model_path: str | Path, cfg: RayConfig, kind: str):
         num_cpus=cfg.cpus_per_actor,
         fn_constructor_kwargs={"model_path": str(model_path), "model_id": model.model_id,
                                "threads": cfg.threads, "kind": kind})
+
+
+def _shards(paths: Sequence[str | Path]) -> tuple[list[str], str]:
+    """The shard files as absolute paths (every Ray node reads them), and their kind."""
+    files, kind = shard_files(paths)
+    return [str(Path(f).resolve()) for f in files], kind
 
 
 def _read(files: list[str], kind: str):
@@ -253,7 +277,7 @@ def encode_shards(paths: Sequence[str | Path], model, model_path: str | Path,
                   cfg: RayConfig | None = None) -> tuple[list[dict], object]:
     """(items, title codes) of JSONL/TSV or Parquet shards read with Ray Data, in catalogue
     order (what `index build --ray` needs: the items go to the segment store)."""
-    files, kind = shard_files(paths)
+    files, kind = _shards(paths)
     cfg = cfg or RayConfig()
     with ray_session(cfg), _clean_errors():
         ds = _encoded(_numbered(_read(files, kind), cfg.chunk), model, model_path, cfg, kind)
@@ -272,7 +296,7 @@ def write_vectors(paths: Sequence[str | Path], model, model_path: str | Path,
     out = Path(out)
     if out.exists() and not overwrite:
         raise VectorsFileError(f"{out} exists: refusing to overwrite it (use --overwrite)")
-    files, kind = shard_files(paths)
+    files, kind = _shards(paths)
     cfg = cfg or RayConfig()
     with ray_session(cfg), _clean_errors(), staged_dir(out) as tmp:
         ds = _encoded(_numbered(_read(files, kind), cfg.chunk), model, model_path, cfg, kind)

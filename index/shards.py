@@ -36,7 +36,7 @@ def shard_files(paths: Sequence[str | Path]) -> tuple[list[str], str]:
     kinds = {"parquet" if f.suffix == ".parquet" else "text" for f in files}
     if len(kinds) > 1:
         raise InputError("catalogue shards mix Parquet and text files; give one kind")
-    return [str(f.resolve()) for f in files], kinds.pop()
+    return [str(f) for f in files], kinds.pop()
 
 
 def split_lines(stream) -> Iterator[tuple[bytes, int]]:

@@ -42,13 +42,19 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 class Studio:
     """The state behind the page: one catalogue, and a Reranker (index/rerank.py) when EBRM
-    is loaded. `token` is the secret of this launch, embedded in the page."""
+    is loaded. `token` is the secret of this launch, embedded in the page. `served`: where
+    rankings and explanations come from when not the catalogue itself (its Milvus copy,
+    index/milvus_catalogue.py); edits always go through the catalogue's Editor, then
+    `after_edit()` (e.g. keeping the copy in step)."""
 
-    def __init__(self, catalogue, reranker=None, user: str | None = None) -> None:
+    def __init__(self, catalogue, reranker=None, user: str | None = None, served=None,
+                 after_edit=None) -> None:
         self.cat = catalogue
+        self.served = served if served is not None else catalogue
         self.reranker = reranker
         self.editor = Editor(catalogue, reranker)
         self.user = user
+        self.after_edit = after_edit
         self.token = secrets.token_urlsafe(24)
         self.lock = threading.Lock()  # one request at a time touches the models
 
@@ -59,7 +65,7 @@ class Studio:
             return {"query": q, "hits": [], "scorer": scorer}
         with self.lock:
             if scorer == "deepbow":
-                ranked = [(h, h.score) for h in self.cat.search(q, k)]
+                ranked = [(h, h.score) for h in self.served.search(q, k)]
             elif self.reranker is None:
                 raise InputError(f"scorer {scorer!r} needs EBRM (start the studio with --ebrm)")
             else:
@@ -68,8 +74,8 @@ class Studio:
                     "hits": [self._hit(q, h, score) for h, score in ranked]}
 
     def _hit(self, q: str, h, score: float) -> dict:
-        ex = self.cat.explain(q, h.id)
-        over = self.cat.journal_edits().overlay.get(self.cat.id_map()[h.id], {})
+        ex = self.served.explain(q, h.id)
+        over = self.cat.journal_edits().overlay.get(self.cat.id_map().get(h.id, -1), {})
         edited = {self.cat.model.vocab.term_name(t) for t in over}
         row = {"id": h.id, "title": h.title, "score": score, "deepbow_score": h.score,
                "label": LABEL_NAMES[int(self.cat.model.label([h.score])[0])],
@@ -83,14 +89,26 @@ class Studio:
 
     def edit(self, body: dict) -> dict:
         with self.lock:
-            return self.editor.apply(body.get("op"), body.get("args"), body.get("by") or self.user,
-                                     body.get("reason", ""), body.get("query"),
-                                     create=body.get("create", False))
+            rec = self.editor.apply(body.get("op"), body.get("args"), body.get("by") or self.user,
+                                    body.get("reason", ""), body.get("query"),
+                                    create=body.get("create", False))
+            return self._after_edit(rec)
 
     def undo(self, body: dict) -> dict:
         with self.lock:
-            return self.editor.apply("undo", {"target": body.get("seq")},
-                                     body.get("by") or self.user, body.get("reason", ""))
+            rec = self.editor.apply("undo", {"target": body.get("seq")},
+                                    body.get("by") or self.user, body.get("reason", ""))
+            return self._after_edit(rec)
+
+    def _after_edit(self, rec: dict) -> dict:
+        """The record, with a warning when the follow-up failed (the edit itself stands)."""
+        if self.after_edit is None:
+            return rec
+        try:
+            self.after_edit()
+        except DeepBowError as e:
+            return {**rec, "warning": f"edit #{rec['seq']} is recorded, but {e}"}
+        return rec
 
     def log(self) -> dict:
         records = self.editor.log()
@@ -101,7 +119,8 @@ class Studio:
     def info(self) -> dict:
         return {"ebrm": self.reranker is not None,
                 "hybrid": self.reranker is not None and self.reranker.hybrid is not None,
-                "index": str(self.cat.path)}
+                "index": str(self.cat.path),
+                "backend": "local" if self.served is self.cat else "milvus"}
 
 
 class _Refused(Exception):
