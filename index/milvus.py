@@ -88,13 +88,16 @@ def check_uri(uri: str) -> str:
 def _connect(client_cls, uri: str, token: str):
     """A client, or a MilvusError that says where it could not connect (pymilvus's own
     log line about it is kept quiet: the library prints nothing)."""
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    for handler in logging.getLogger("pymilvus").handlers:  # its loggers propagate to these
+        handler.setLevel(logging.CRITICAL)
     try:
         return client_cls(uri, token=token)
     except Exception as e:
         if not _from_pymilvus(e):
             raise
-        raise MilvusError(f"cannot connect to Milvus at {uri}: {_message(e)}") from None
+        hint = "" if "://" in uri else (" (a milvus-lite file serves one process at a time: "
+                                        "is another one, a studio, using it?)")
+        raise MilvusError(f"cannot connect to Milvus at {uri}: {_message(e)}{hint}") from None
 
 
 def _from_pymilvus(e: BaseException) -> bool:

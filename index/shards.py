@@ -91,9 +91,12 @@ def read_shards(paths: Sequence[str | Path]) -> list[dict]:
 def require(module: str, what: str):
     """An optional dependency of the `scale` extra, or an error saying how to install it."""
     import importlib
+    import warnings
 
     try:
-        return importlib.import_module(module)
+        with warnings.catch_warnings():  # milvus-lite 2.5 imports the deprecated pkg_resources
+            warnings.simplefilter("ignore", UserWarning)
+            return importlib.import_module(module)
     except ImportError as e:
         raise ScaleExtraMissing(f"{what} needs {module.split('.')[0]} ({e.msg}): install the "
                                 f"scale extra, pip install 'deepbow[scale]'") from None
