@@ -153,7 +153,7 @@ def bench_milvus(cat, work: Path, queries: list[str], k: int, passes: int,
         print(f"reusing {uri}: {mix.count():,} items")
     else:
         a = time.perf_counter()
-        mix = export_catalogue(cat, uri, "bench", edits=cat.edits(), overwrite=True)
+        mix = export_catalogue(cat, uri, "bench", overwrite=True)
         t = time.perf_counter() - a
         print(f"loaded {mix.count():,} items into milvus-lite: {cat.index.n_alive / t:,.0f} "
               f"rows/s ({t:.1f} s; insert batches of 2,000, index built as it goes)")
@@ -188,7 +188,7 @@ def main() -> None:
     import torch
 
     import deepbow
-    from deepbow.datasets import shared_data_dir
+    from deepbow.locations import shared_data_dir
 
     model = deepbow.load(args.model)
     work = Path(args.work)
