@@ -2,13 +2,18 @@
 
     python benchmarks/retrieval.py            # 1M docs, 100k vocabulary, 1000 queries
     python benchmarks/retrieval.py --docs 100000 --queries 300   # a quicker look
+    git show main:index/kernels.py > /tmp/old_kernels.py
+    python benchmarks/retrieval.py --baseline /tmp/old_kernels.py  # old vs new, same run
 
 Compares, on the same run and machine:
   * numpy-taat   a numpy term-at-a-time accumulator over the same CSR, then argpartition
   * bm25s-numba  bm25s (numba backend, top-10, one thread) on a BM25 index of a comparable
                  tokenised corpus (the same documents' term ids as tokens)
-  * deepbow      our exact MaxScore kernel (index.kernels) over 8-bit impacts, through the
-                 index's search_codes()
+  * deepbow      our exact block-max MaxScore kernel (index.kernels_blockmax) over 8-bit
+                 impacts, through the index's search_codes()
+  * baseline     with --baseline FILE: the maxscore_topk of an older index/kernels.py (the
+                 windowed MaxScore before block-max) on the same postings, its passes
+                 interleaved with deepbow's so that both see the same machine
 and checks that deepbow's top-k equals the exhaustive top-k for every query. Each method is timed
 over --passes passes of all the queries and its fastest pass counts.
 """
@@ -72,6 +77,27 @@ def make_queries(n, vocab, s, rng, df=None, n_docs=1, weights="idf"):
     return qs
 
 
+def baseline_search(path, index, k):
+    """search_codes through the maxscore_topk of an older kernels.py, on the same arrays."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = Path(path).stem  # numba's cache finds a module by the name it was loaded under
+    spec = importlib.util.spec_from_file_location(name, path)
+    old = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+    seg = index.segments[0]
+    none = np.zeros(0, np.uint8)
+
+    def run(q):
+        t, c = np.asarray(q[0], np.int64), np.asarray(q[1], np.int64)
+        return old.maxscore_topk(seg.indptr, seg.docs, seg.impacts, seg.max_impact, t, c, k, none)
+
+    run((np.array([0]), np.array([1])))  # compile / load its cache
+    return run
+
+
 def summary(name, lat, n_queries, total, build_s, index_bytes, n_postings):
     lat = np.asarray(lat) * 1000
     print(f"{name:<18} QPS {n_queries / total:9.1f}   p50 {np.percentile(lat, 50):7.3f} ms   "
@@ -92,6 +118,7 @@ def main() -> None:
     ap.add_argument("--impacts", choices=["skewed", "uniform"], default="skewed")
     ap.add_argument("--query-weights", choices=["idf", "uniform"], default="idf")
     ap.add_argument("--skip-bm25s", action="store_true")
+    ap.add_argument("--baseline", help="an older index/kernels.py to time on the same postings")
     ap.add_argument("--passes", type=int, default=3,
                     help="timed passes over the queries per method; the fastest counts (the "
                          "one least disturbed by the rest of the machine), for every method alike")
@@ -110,7 +137,7 @@ def main() -> None:
           f"{docs.data.mean():.0f}); {args.queries} queries of 3-10 terms, "
           f"{args.query_weights} weights, top-{args.k}; "
           f"generated in {time.perf_counter() - t0:.1f}s", flush=True)
-    qps_ours, ours = run_deepbow(docs, queries, args.k, args.passes)
+    qps_ours, ours = run_deepbow(docs, queries, args)
     qps_np = run_numpy(docs, queries, args.k, args.passes, ours)
     qps_bm = None if args.skip_bm25s else run_bm25s(docs, queries, args)
     print(f"\ndeepbow / numpy-taat QPS: {qps_ours / qps_np:.1f}x (bar: >= 5x)")
@@ -118,17 +145,38 @@ def main() -> None:
         print(f"deepbow / bm25s-numba QPS: {qps_ours / qps_bm:.1f}x (bar: >= 2x)")
 
 
-def run_deepbow(docs, queries, k: int, passes: int):
-    """MaxScore over 8-bit impacts: (QPS, each query's top k)."""
+def run_deepbow(docs, queries, args):
+    """Block-max MaxScore over 8-bit impacts, and a baseline kernel (--baseline) timed in
+    interleaved passes on the same postings: (QPS, each query's top k)."""
     from index.inverted import InvertedIndex
 
+    k = args.k
     t = time.perf_counter()
     index = InvertedIndex.from_csr(docs, scale=1.0)
     build = time.perf_counter() - t
     nbytes = index.stats()["bytes"]
     index.search_codes(*queries[0], k)  # compile / load the kernel cache
-    total, lat, ours = fastest_pass(lambda q: index.search_codes(*q, k), queries, passes)
-    return summary("deepbow", lat, len(queries), total, build, nbytes, docs.nnz), ours
+    runs = {"deepbow": lambda q: index.search_codes(*q, k)}
+    if args.baseline:
+        runs["baseline (--baseline)"] = baseline_search(args.baseline, index, k)
+    best = {}
+    for _ in range(args.passes):  # interleaved, fastest pass of each
+        for name, run in runs.items():
+            total, lat, out = fastest_pass(run, queries, 1)
+            if name not in best or total < best[name][0]:
+                best[name] = (total, lat, best.get(name, (0, 0, out))[2])
+    total, lat, ours = best["deepbow"]
+    qps_ours = summary("deepbow", lat, len(queries), total, build, nbytes, docs.nnz)
+    if args.baseline:
+        total, lat, old = best["baseline (--baseline)"]
+        old_bytes = sum(np.asarray(getattr(index.segments[0], n)).nbytes
+                        for n in ("indptr", "docs", "impacts", "max_impact"))
+        qps_old = summary("baseline", lat, len(queries), total, build, old_bytes, docs.nnz)
+        same = sum(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+                   for a, b in zip(ours, old, strict=True))
+        print(f"deepbow / baseline QPS: {qps_ours / qps_old:.2f}x; identical top-{k} on "
+              f"{same}/{len(ours)} queries")
+    return qps_ours, ours
 
 
 def run_numpy(docs, queries, k: int, passes: int, ours) -> float:

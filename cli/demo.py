@@ -9,7 +9,9 @@ import click
 
 from cli.common import handle_errors, k_option, model_option
 
-DEMO_QUERIES = ("手机", "华为手机", "连衣裙 韩版", "鼠标", "儿童玩具")
+# product words, a brand + product, and real shopper queries (Multi-CPR train queries)
+DEMO_QUERIES = ("手机", "华为手机", "鼠标", "儿童玩具", "哺乳期法式连衣裙", "男士毛领外套",
+                "连衣裙 韩版")
 
 
 @click.command()
@@ -22,7 +24,9 @@ DEMO_QUERIES = ("手机", "华为手机", "连衣裙 韩版", "鼠标", "儿童�
 @model_option
 @handle_errors
 def demo(catalogue, k, queries, use_ebrm, model_path):
-    """Index the sample catalogue with the shipped model and search a few queries."""
+    """Index the sample catalogue with the shipped models and search a few queries: DeepBoW
+    retrieves, the hybrid (DeepBoW + EBRM) orders, each hit shown word by word and entity by
+    entity."""
     import deepbow
     from deepbow.readers import read_catalogue
 
@@ -47,13 +51,17 @@ def _show(model, cat, reranker, q: str, k: int) -> None:
     qv = model.encode([q], "query")[0]
     click.echo(f"\nquery: {q}   (query words: "
                + ", ".join(f"{w} {x:.2f}{'+' if e else ''}" for w, x, e in qv.top(5)) + ")")
-    hits = cat.search(q, k)
-    if not hits:
+    if reranker is not None and reranker.hybrid is not None:
+        ranked = reranker.rerank(q, k, "hybrid")  # DeepBoW retrieves, the hybrid orders
+        labels = reranker.hybrid.label([s for _, s in ranked])
+    else:
+        ranked = [(h, h.score) for h in cat.search(q, k)]
+        labels = model.label([s for _, s in ranked])
+    if not ranked:
         click.echo("  no matching products")
-    for rank, h in enumerate(hits, 1):
-        lab = int(model.label([h.score])[0])
+    for rank, ((h, score), lab) in enumerate(zip(ranked, labels, strict=True), 1):
         words = ", ".join(f"{w} {c:.2f}" for w, c in h.matched)
-        click.echo(f"  {rank}. {h.score:6.3f} {LABEL_NAMES[lab]:<15} {h.title[:34]}  ← {words}")
+        click.echo(f"  {rank}. {score:6.3f} {LABEL_NAMES[int(lab)]:<15} {h.title[:34]}  ← {words}")
         if reranker is not None:
             ex = reranker.entity_explain(q, h.id)
             ents = " · ".join(f"{r.type} {r.text} " + (f"s {r.s:.2f}" if r.type == "product"

@@ -186,6 +186,9 @@ def index_verify(index_dir, model_path):
               help="Batch: a file of queries (one a line, or 'qid<TAB>query').")
 @click.option("--run", "run_path", type=click.Path(path_type=Path, dir_okay=False),
               help="With --queries: write a run file (.jsonl for JSONL, else TREC).")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="With --queries: walk the postings on this many threads (with --backend "
+                   "milvus: Milvus calls in flight).")
 @click.option("--index", "index_path", type=click.Path(path_type=Path, file_okay=False),
               default=None, help="The index directory (instead of INDEX_DIR).")
 @backend_options
@@ -195,8 +198,8 @@ def index_verify(index_dir, model_path):
 @model_option
 @json_option
 @handle_errors
-def search(args, k, filters, queries_path, run_path, index_path, backend, collection, uri,
-           edits_path, model_path, as_json):
+def search(args, k, filters, queries_path, run_path, threads, index_path, backend, collection,
+           uri, edits_path, model_path, as_json):
     """Rank the catalogue in INDEX_DIR for QUERY (or for each line of --queries); with
     --backend milvus, rank its Milvus copy: the same hits, scores and filters."""
     query, opened = searcher(args, backend, index_path, uri, collection, edits_path,
@@ -204,7 +207,7 @@ def search(args, k, filters, queries_path, run_path, index_path, backend, collec
     flt = parse_filters(filters)
     with opened as cat:
         if queries_path is not None:
-            _batch(cat, queries_path, k, flt, run_path)
+            _batch(cat, queries_path, k, flt, run_path, threads)
             return
         if not query:
             raise click.UsageError("give a QUERY or --queries FILE")
@@ -219,14 +222,14 @@ def search(args, k, filters, queries_path, run_path, index_path, backend, collec
             click.echo(f"{rank:>3}. {h.score:8.4f}  {h.id:<12} {h.title[:48]}  [{words}]")
 
 
-def _batch(cat, queries_path: Path, k: int, flt, run_path: Path | None) -> None:
+def _batch(cat, queries_path: Path, k: int, flt, run_path: Path | None, threads: int) -> None:
     """Search every query of a file; a TREC or JSONL run on stdout or into --run."""
     from deepbow.fileio import atomic_open
     from deepbow.readers import read_queries
 
     qs = read_queries(queries_path)
     with Progress(len(qs), "searching") as bar:
-        results = cat.batch_search([q for _, q in qs], k, flt, progress=bar)
+        results = cat.batch_search([q for _, q in qs], k, flt, progress=bar, threads=threads)
     trec = run_path is not None and run_path.suffix != ".jsonl"
     lines = (f"{qid} Q0 {h.id} {rank} {h.score:.6f} deepbow" if trec else
              json.dumps({"qid": qid, "query": q, "rank": rank, **h.to_json()},

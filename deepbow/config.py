@@ -77,6 +77,9 @@ class TrainParams:
     # shopper-like queries (a product word with modifiers) generated from the NER train titles
     # and added to the recipe's pairs (deepbow/shopper_queries.py); 0: none
     shopper_queries: int = 0
+    # the share of the recipe's other training pairs kept (a seeded sample), e.g. to train a
+    # given model further mostly on what is new
+    recipe_share: float = 1.0
 
 
 @dataclass

@@ -321,6 +321,8 @@ def recipe_pairs(cfg: TrainConfig, segmenter: Segmenter, data_dir: Path | None =
 
     seed = cfg.train.seed
     train, valid = (training_pairs(s, data_dir, seed=seed) for s in ("train", "valid"))
+    if cfg.train.recipe_share < 1.0:
+        train = random.Random(seed).sample(train, int(len(train) * cfg.train.recipe_share))
     if cfg.train.shopper_queries:
         shop = shopper_pairs(ner_titles("train", data_dir), segmenter,
                              cfg.train.shopper_queries, seed)

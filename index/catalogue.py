@@ -245,15 +245,17 @@ class Catalogue:
 
     def batch_search(self, queries: Sequence[str], k: int = 10, filters: dict | None = None,
                      matched_words: int = 3, progress=None,
-                     edits: CompiledEdits | None = None) -> list[list[Hit]]:
-        """Exact top-k with the journal's edits applied (or `edits`, e.g. to preview an edit).
-        Products with per-item edits are scored beside the walk and merged in."""
+                     edits: CompiledEdits | None = None, threads: int = 1) -> list[list[Hit]]:
+        """Exact top-k with the journal's edits applied (or `edits`, e.g. to preview an edit),
+        the postings walked on `threads` threads. Products with per-item edits are scored
+        beside the walk and merged in."""
         edits = edits if edits is not None else self.journal_edits()
         mask, side = self._masks(filters, edits)
+        qvs = [edits.words.apply(qv) for qv in self.model.encode(list(queries), "query")]
+        found = self.index.batch_search_codes([(qv.ids, qv.codes) for qv in qvs], k, mask=mask,
+                                              threads=threads)
         out = []
-        for qv in self.model.encode(list(queries), "query"):
-            qv = edits.words.apply(qv)
-            docs, ints = self.index.search_codes(qv.ids, qv.codes, k, mask=mask)
+        for qv, (docs, ints) in zip(qvs, found, strict=True):
             if side.size and k > 0:
                 extra = np.array([int(self._contributions(qv, int(d), edits)[1].sum())
                                   for d in side], np.int64)

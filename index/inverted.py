@@ -5,24 +5,28 @@ Model-agnostic: documents are numbered 0..n_docs-1 in the order they were added;
 to 12-bit codes) or with codes already; scores are exact integers times the two scales, so the
 top-k is identical to a brute-force dot product over the same codes, ties broken by doc number.
 
-Live changes: `add` appends a segment (small ones are searched the same way, then merged),
-`delete` sets bits in a pyroaring bitmap that the kernels see as a mask (applied inside the
-search, so k results come back whatever was deleted), `compact` folds everything into one
-segment.
+Live changes: `add` appends a segment, `delete` sets bits in a pyroaring bitmap that the kernels
+see as a mask (so k results come back whatever was deleted), `compact` folds all into one.
+
+Search is block-max MaxScore (index/kernels_blockmax.py) per segment; `batch_search` can run
+chunks of queries on several threads, the kernel releasing the GIL.
 
 On disk: a directory with manifest.json and plain .npy arrays (mmap-able). Segment files are
 immutable and named by the segment's uid, so a change writes only new files and then replaces
 manifest.json atomically (`commit`): a crash at any point leaves the previous manifest, which
 names only complete files. A first build goes to a temp directory renamed into place (`save`).
+Format version 2 adds each segment's block-max arrays (bptr, blk_last, blk_max); a version-1
+index is still read, its block maxima computed at load (0.3 s per 30M postings).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,56 +36,28 @@ from scipy import sparse
 from deepbow.errors import DeepBowError
 from deepbow.fileio import dir_lock, staged_dir
 from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
-from index import kernels
+from index import kernels, kernels_blockmax, query_arrays
+from index.segment import Segment
 
 FORMAT = "deepbow-index"
-FORMAT_VERSION = 1
-ARRAYS = ("indptr", "docs", "impacts", "max_impact")
+FORMAT_VERSION = 2
+V1_ARRAYS = ("indptr", "docs", "impacts", "max_impact")
+ARRAYS = (*V1_ARRAYS, "bptr", "blk_last", "blk_max")
+BATCH_CHUNK = 64  # queries per kernel call in batch_search
+_SCRATCH = threading.local()  # each thread's kernel workspace, reused across queries
+
+
+def _workspace() -> tuple:
+    ws = getattr(_SCRATCH, "ws", None)
+    if ws is None:
+        ws = _SCRATCH.ws = kernels_blockmax.workspace()
+    return ws
 
 
 class IndexFileError(DeepBowError):
     """An index directory is missing, corrupt, of another version or built by another model."""
 
 
-
-
-@dataclass
-class Segment:
-    """Postings of documents doc_base .. doc_base + n_docs - 1 (local numbers in `docs`)."""
-
-    indptr: np.ndarray  # int64, n_terms + 1
-    docs: np.ndarray  # int32, local doc numbers, increasing within a term
-    impacts: np.ndarray  # uint8
-    max_impact: np.ndarray  # uint8, n_terms
-    n_docs: int
-    doc_base: int
-    uid: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    def file(self, name: str) -> str:
-        return f"seg-{self.uid}.{name}.npy"
-
-    @classmethod
-    def from_codes(cls, codes: sparse.csr_matrix, doc_base: int) -> Segment:
-        csc = sparse.csc_matrix(codes)
-        csc.sort_indices()
-        indptr = csc.indptr.astype(np.int64)
-        impacts = csc.data.astype(np.uint8)
-        max_impact = np.zeros(codes.shape[1], np.uint8)
-        nonempty = np.diff(indptr) > 0
-        if impacts.size:
-            max_impact[nonempty] = np.maximum.reduceat(impacts, indptr[:-1][nonempty])
-        return cls(indptr, csc.indices.astype(np.int32), impacts, max_impact, codes.shape[0],
-                   doc_base)
-
-    def to_codes(self) -> sparse.csr_matrix:
-        n_terms = len(self.indptr) - 1
-        csc = sparse.csc_matrix((np.asarray(self.impacts), np.asarray(self.docs),
-                                 np.asarray(self.indptr)), shape=(self.n_docs, n_terms))
-        return csc.tocsr()
-
-    @property
-    def n_postings(self) -> int:
-        return int(self.indptr[-1])
 
 
 class InvertedIndex:
@@ -213,39 +189,89 @@ class InvertedIndex:
 
     def search_codes(self, term_ids, codes, k: int = 10, allowed: BitMap | None = None,
                      mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k with integer query codes: (doc numbers, integer scores)."""
-        t = np.asarray(term_ids, np.int64)
-        c = np.asarray(codes, np.int64)
-        keep = (t >= 0) & (t < self.n_terms) & (c > 0)  # unknown terms match nothing
-        t, c = t[keep], c[keep]
+        """Exact top-k with integer query codes: (doc numbers, integer scores). Unknown term
+        ids and codes <= 0 match nothing (the kernel skips them)."""
+        t = np.ascontiguousarray(term_ids, np.int64)
+        c = np.ascontiguousarray(codes, np.int64)
+        if t.shape != c.shape:
+            raise ValueError("term_ids and codes differ in length")
         if mask is None:
             mask = self.mask_for(allowed)
-        if k <= 0 or t.size == 0:
+        if k <= 0 or t.size == 0 or not self.segments:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        parts_d, parts_s = [], []
+        ws = _workspace()
+        if len(self.segments) == 1 and self.segments[0].doc_base == 0:
+            return self.segments[0].top_k(t, c, k, mask, ws)
+        parts = []
         for seg in self.segments:
-            m = mask[seg.doc_base:seg.doc_base + seg.n_docs] if mask.size else mask
-            d, s = kernels.maxscore_topk(seg.indptr, seg.docs, seg.impacts, seg.max_impact,
-                                         t, c, k, m)
-            parts_d.append(d + seg.doc_base)
-            parts_s.append(s)
-        if len(parts_d) == 1:
-            return parts_d[0], parts_s[0]
-        d = np.concatenate(parts_d)
-        s = np.concatenate(parts_s)
-        order = np.lexsort((d, -s))[:k]
-        return d[order], s[order]
+            d, s = seg.top_k(t, c, k, self._segment_mask(mask, seg), ws)
+            parts.append((d + seg.doc_base, s))
+        return query_arrays.merge_topk(parts, k)
 
-    def batch_search(self, queries: list[tuple], k: int = 10, allowed: BitMap | None = None
-                     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """search() for many (term_ids, weights) queries; the mask is built once."""
-        mask = self.mask_for(allowed)
-        out = []
-        for term_ids, weights in queries:
-            t, codes, qscale = self.quantize_query(term_ids, weights)
-            d, s = self.search_codes(t, codes, k, mask=mask)
-            out.append((d, s * (qscale * self.scale)))
-        return out
+    @staticmethod
+    def _segment_mask(mask: np.ndarray, seg: Segment) -> np.ndarray:
+        return mask[seg.doc_base:seg.doc_base + seg.n_docs] if mask.size else mask
+
+    def batch_search(self, queries: list[tuple], k: int = 10, allowed: BitMap | None = None,
+                     threads: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+        """search() for many (term_ids, weights) queries, in order, with the same results.
+        The mask is built once; queries go to the kernel in chunks (one call per chunk and
+        segment, quantised together), and with threads > 1 the chunks run on that many
+        threads: the kernel releases the GIL, so they use as many cores."""
+        return self._batch(queries, k, self.mask_for(allowed), threads, weighted=True)
+
+    def batch_search_codes(self, queries: list[tuple], k: int = 10,
+                           allowed: BitMap | None = None, mask: np.ndarray | None = None,
+                           threads: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+        """search_codes() for many (term_ids, codes) queries, in order (see batch_search)."""
+        if mask is None:
+            mask = self.mask_for(allowed)
+        return self._batch(queries, k, mask, threads, weighted=False)
+
+    def _batch(self, queries: list[tuple], k: int, mask: np.ndarray, threads: int,
+               weighted: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, not {threads}")
+        n = len(queries)
+        step = max(1, min(BATCH_CHUNK, -(-n // (threads * 4))))  # several chunks a thread
+        chunks = [queries[a:a + step] for a in range(0, n, step)]
+
+        def run(chunk):
+            return self._search_chunk(chunk, k, mask, weighted)
+
+        if threads == 1 or len(chunks) <= 1:
+            parts = [run(ch) for ch in chunks]
+        else:
+            with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
+                parts = list(pool.map(run, chunks))
+        return [r for part in parts for r in part]
+
+    def _search_chunk(self, queries: list[tuple], k: int, mask: np.ndarray,
+                      weighted: bool) -> list[tuple]:
+        t, v, q_ptr = query_arrays.flatten(queries, np.float64 if weighted else np.int64)
+        if weighted:
+            c, qscale = query_arrays.quantize_flat(v, q_ptr)
+        else:
+            c, qscale = v, None
+        empty = np.zeros(0, np.float64 if weighted else np.int64)
+        if k <= 0 or not self.segments:
+            return [(np.zeros(0, np.int64), empty) for _ in queries]
+        ws = _workspace()
+        per_seg = [(seg.doc_base, *seg.batch_top_k(q_ptr, t, c, k,
+                                                   self._segment_mask(mask, seg), ws))
+                   for seg in self.segments]
+        if len(per_seg) == 1 and per_seg[0][0] == 0:
+            _, d, s = per_seg[0]
+            found = [(d[i, :m], s[i, :m]) for i, m in enumerate((d >= 0).sum(1).tolist())]
+        else:
+            found = []
+            for i in range(len(queries)):
+                parts = [(d[i][d[i] >= 0] + base, s[i][d[i] >= 0]) for base, d, s in per_seg]
+                found.append(query_arrays.merge_topk(parts, k))
+        if weighted:
+            return [(d, s * (q * self.scale)) for (d, s), q in zip(found, qscale.tolist(),
+                                                                    strict=True)]
+        return found
 
     def brute_force(self, term_ids, codes, k: int = 10, allowed: BitMap | None = None):
         """The exhaustive reference: dense integer scores, then a full sort."""
@@ -340,11 +366,12 @@ class InvertedIndex:
         check_files(path, manifest, verify)
         segs = []
         try:
+            names = ARRAYS if manifest["format_version"] >= 2 else V1_ARRAYS
             for i, sm in enumerate(manifest["segments"]):
-                seg = Segment(*(np.asarray(np.load(path / f"seg-{sm['uid']}.{n}.npy",
-                                                   mmap_mode="r" if mmap else None,
-                                                   allow_pickle=False)) for n in ARRAYS),
-                              n_docs=int(sm["n_docs"]), doc_base=int(sm["doc_base"]),
+                arrays = {n: np.asarray(np.load(path / f"seg-{sm['uid']}.{n}.npy",
+                                                mmap_mode="r" if mmap else None,
+                                                allow_pickle=False)) for n in names}
+                seg = Segment(**arrays, n_docs=int(sm["n_docs"]), doc_base=int(sm["doc_base"]),
                               uid=sm["uid"])
                 if len(seg.indptr) != manifest["n_terms"] + 1 or \
                         seg.n_postings != len(seg.docs) or len(seg.docs) != len(seg.impacts):
@@ -396,9 +423,17 @@ def check_replaceable(path: Path, overwrite: bool) -> None:
 
 
 def read_index_manifest(path: Path) -> dict:
+    """The manifest of a version-2 index, or of a version-1 one (no block-max arrays: load
+    computes them); any other version is refused with the version-2 message."""
     from deepbow.fileio import read_manifest
 
-    return read_manifest(path, FORMAT, FORMAT_VERSION, "index", IndexFileError)
+    try:
+        return read_manifest(path, FORMAT, FORMAT_VERSION, "index", IndexFileError)
+    except IndexFileError as current:
+        try:
+            return read_manifest(path, FORMAT, 1, "index", IndexFileError)
+        except IndexFileError:
+            raise current from None
 
 
 def check_files(path: Path, manifest: dict, verify: bool) -> None:

@@ -109,3 +109,21 @@ def test_index_build_search_and_maintain(run, tmp_path):
     assert st["docs"] == 5 and st["deleted"] == 1 and st["segments"] == 2
     assert run("index", "compact", ix).exit_code == 0
     assert "ok: 4 docs" in run("index", "verify", ix).output
+
+
+def test_batch_search_on_threads_gives_the_same_run(run, tmp_path):
+    items = [{"id": f"p{i}", "title": t} for i, t in enumerate(
+        ["华为新款手机防摔", "小米正品手机超薄", "罗技鼠标垫", "罗技包邮鼠标2024", "耐克运动鞋"])]
+    write_jsonl(tmp_path / "cat.jsonl", items)
+    ix = str(tmp_path / "ix")
+    assert run("index", "build", str(tmp_path / "cat.jsonl"), "--out", ix).exit_code == 0
+    (tmp_path / "q.tsv").write_text("".join(f"q{i}\t{q}\n" for i, q in enumerate(
+        ["罗技鼠标", "华为手机", "运动鞋", "手机", "鼠标垫"] * 20)), encoding="utf-8")
+    runs = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"run{threads}.txt"
+        r = run("search", ix, "--queries", str(tmp_path / "q.tsv"), "--run", str(out),
+                "--threads", threads)
+        assert r.exit_code == 0, r.output
+        runs.append(out.read_text())
+    assert runs[0] == runs[1] and len(runs[0].splitlines()) > 100

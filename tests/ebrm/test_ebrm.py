@@ -431,3 +431,43 @@ def test_table_containing_agrees_with_a_plain_loop(texts, words):
     t = EntityTable([[] for _ in texts], texts=texts)
     want = [any(w and w in normalize(x) for w in words) for x in texts]
     assert t.containing(words).tolist() == want
+
+
+def test_or_weights_main_product_and_modifiers():
+    from ebrm.table import main_products, or_weights
+
+    # 游泳潜水套手机防水袋: 手机 (an untagged candidate) qualifies 防水袋, which the title sells
+    ents = [Entity("product", "潜水套", 2, 5), Entity("product", "手机", 5, 7, 1.0, True),
+            Entity("product", "防水袋", 7, 10), Entity("product", "套装", 10, 12)]
+    assert main_products(ents) == {"防水袋"}  # bundle words are never the main product
+    w = or_weights(ents, gamma=0.0, modifier=0.0, secondary=0.7)
+    assert w == [0.7, 0.0, 1.0, 0.7]
+    assert or_weights(ents, gamma=0.0) == [1.0, 1.0, 1.0, 1.0]  # the options off
+    # a product word ending like the main one is the main one (智能手机 sells 手机)
+    ents = [Entity("product", "手机", 0, 2), Entity("product", "智能手机", 4, 8)]
+    assert or_weights(ents, secondary=0.5) == [1.0, 1.0]
+
+
+def test_query_focus_asks_satisfies_of_the_product_words(tiny):
+    model, path = tiny
+    m = EBRM.load(path, cache=None)
+    keys = m.table(["华为新款手机防摔", "罗技正品鼠标垫超薄"]).keys
+    q = "新款华为手机"
+    full = m.with_logic(query_focus="full").qe_scores(q, keys)
+    focus = m.with_logic(query_focus="product")
+    s, c = focus.qe_scores(q, keys)
+    products = focus.query_products(q)
+    assert products and np.allclose(s, np.max([focus._judge(p, keys)[:, 0] for p in products], 0))
+    assert np.allclose(c, full[1])  # no-conflict is still asked of the whole query
+
+
+def test_graded_brand_presence_is_the_share_of_the_words_found(tiny):
+    model, path = tiny
+    m = EBRM.load(path, cache=None).with_logic(query_brand_presence="share",
+                                                query_brand_fallback=True)
+    titles = ["华为新款手机防摔", "华为手机", "小米新款手机"]
+    t = m.table(titles)
+    q = "新款 防摔 手机"  # no brand: the words besides its product word must be there
+    assert sorted(m.query_brands(q)) == ["新款", "防摔"]
+    present = m.brand_presence(q, t, np.ones(len(t.keys) + 1))
+    assert present.tolist() == [1.0, 0.0, 0.5]

@@ -238,3 +238,82 @@ def test_missing_index(tmp_path):
     shutil.copytree(tmp_path, tmp_path / "empty", dirs_exist_ok=True)
     with pytest.raises(IndexFileError, match="no manifest.json"):
         InvertedIndex.load(tmp_path / "empty")
+
+
+def test_batch_search_on_threads_equals_search():
+    rng = np.random.default_rng(11)
+    index = InvertedIndex.from_csr(random_docs(rng, 300), scale=0.5)
+    index.add(random_docs(rng, 40))  # two segments: per-segment lists merged
+    index.delete([0, 5, 310])
+    queries = [(rng.choice(60, int(rng.integers(0, 6)), replace=False),
+                rng.uniform(0.1, 2.0, 6)) for _ in range(150)]
+    queries = [(t, w[:len(t)]) for t, w in queries]
+    allowed = BitMap(rng.choice(340, 200, replace=False).tolist())
+    for flt in (None, allowed):
+        want = [index.search(t, w, 7, flt) for t, w in queries]
+        for threads in (1, 2, 3):
+            got = index.batch_search(queries, 7, flt, threads=threads)
+            assert len(got) == len(want)
+            for (d1, s1), (d2, s2) in zip(got, want, strict=True):
+                np.testing.assert_array_equal(d1, d2)
+                np.testing.assert_array_equal(s1, s2)
+    assert index.batch_search([], 5, threads=2) == []
+    with pytest.raises(ValueError, match="threads"):
+        index.batch_search(queries, 5, threads=0)
+
+
+def test_version_1_index_is_read_and_upgraded(tmp_path, monkeypatch):
+    """A version-1 index (no block-max files) loads with its block maxima computed, searches
+    the same, and a commit writes the block files and version 2."""
+    import index.inverted as inv
+
+    rng = np.random.default_rng(8)
+    index = InvertedIndex.from_csr(random_docs(rng, 200), scale=1.0)
+    monkeypatch.setattr(inv, "ARRAYS", inv.V1_ARRAYS)
+    monkeypatch.setattr(inv, "FORMAT_VERSION", 1)
+    index.save(tmp_path / "v1")
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "v1" / "manifest.json").read_text())["format_version"] == 1
+    assert not list((tmp_path / "v1").glob("seg-*.blk_max.npy"))
+    old = InvertedIndex.load(tmp_path / "v1", verify=True)
+    seg, new = old.segments[0], index.segments[0]
+    for name in ("bptr", "blk_last", "blk_max"):
+        np.testing.assert_array_equal(getattr(seg, name), getattr(new, name))
+    t, c = np.array([1, 4, 8]), np.array([300, 20, 4000])
+    np.testing.assert_array_equal(old.search_codes(t, c, 10)[0], index.search_codes(t, c, 10)[0])
+    old.delete([3])
+    old.commit(tmp_path / "v1")
+    m = json.loads((tmp_path / "v1" / "manifest.json").read_text())
+    assert m["format_version"] == 2
+    assert list((tmp_path / "v1").glob("seg-*.blk_max.npy"))
+    assert InvertedIndex.load(tmp_path / "v1", verify=True).n_alive == 199
+
+
+def test_stats_count_the_block_maxima():
+    index = InvertedIndex.from_csr(random_docs(np.random.default_rng(1), 500), scale=1.0)
+    st = index.stats()
+    seg = index.segments[0]
+    assert st["bytes"] == sum(np.asarray(getattr(seg, n)).nbytes for n in
+                              ("indptr", "docs", "impacts", "max_impact", "bptr", "blk_last",
+                               "blk_max"))
+    assert len(seg.blk_max) == int(((np.diff(seg.indptr) + 63) // 64).sum())
+
+
+def test_batch_quantisation_equals_quantize_query():
+    from index import query_arrays
+
+    rng = np.random.default_rng(5)
+    queries = [(rng.choice(50, n, replace=False),
+                rng.choice([0.0, 1e-9, 0.3, 7.5], n) * rng.random(n)) for n in
+               rng.integers(0, 7, 200)]
+    t, w, q_ptr = query_arrays.flatten(queries, np.float64)
+    codes, qscale = query_arrays.quantize_flat(w, q_ptr)
+    for i, (ti, wi) in enumerate(queries):
+        want_t, want_c, want_q = InvertedIndex.quantize_query(ti, wi)
+        np.testing.assert_array_equal(t[q_ptr[i]:q_ptr[i + 1]], want_t)
+        np.testing.assert_array_equal(codes[q_ptr[i]:q_ptr[i + 1]], want_c)
+        assert qscale[i] == want_q
+    with pytest.raises(ValueError, match="differ in length"):
+        query_arrays.flatten([([1, 2], [0.5])], np.float64)
+    with pytest.raises(ValueError, match="finite"):
+        InvertedIndex.from_csr(random_docs(rng, 10)).batch_search([([1], [np.inf])])
