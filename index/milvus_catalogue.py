@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -84,20 +85,26 @@ class MilvusCatalogue:
         return self.batch_search([query], k, filters, matched_words, edits=edits)[0]
 
     def batch_search(self, queries: Sequence[str], k: int = 10, filters: dict | None = None,
-                     matched_words: int = 3, progress=None, edits=None,
+                     matched_words: int = 3, progress=None, edits=None, threads: int = 1,
                      batch: int = 64) -> list[list[Hit]]:
-        """Exact top-k per query, `batch` queries per Milvus call; `edits` acts on the
-        query vectors (per-item weights are in the collection already)."""
+        """Exact top-k per query, `batch` queries per Milvus call and `threads` calls in
+        flight; `edits` acts on the query vectors (per-item weights are in the collection
+        already). Queries are encoded here, first, in one thread."""
+        qvs = self.query_vectors(queries, edits)
+        chunks = [qvs[a:a + batch] for a in range(0, len(qvs), batch)]
+
+        def ranked(chunk: list[SparseVector]):
+            return self.index.search_codes([(q.ids, q.codes, q.scale) for q in chunk], k,
+                                           filters)
+
         out: list[list[Hit]] = []
-        for a in range(0, len(queries), batch):
-            qvs = self.query_vectors(queries[a:a + batch], edits)
-            ranked = self.index.search_codes([(q.ids, q.codes, q.scale) for q in qvs], k,
-                                             filters)
-            for qv, r in zip(qvs, ranked, strict=True):
-                out.append([self._hit(qv, r.items[j], r.codes[j], int(r.ints[j]),
-                                      matched_words) for j in range(len(r.ids))])
-            if progress is not None:
-                progress(len(qvs))
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for chunk, found in zip(chunks, pool.map(ranked, chunks), strict=True):
+                for qv, r in zip(chunk, found, strict=True):
+                    out.append([self._hit(qv, r.items[j], r.codes[j], int(r.ints[j]),
+                                          matched_words) for j in range(len(r.ids))])
+                if progress is not None:
+                    progress(len(chunk))
         return out
 
     def query_vectors(self, queries: Sequence[str], edits=None) -> list[SparseVector]:

@@ -79,7 +79,8 @@ def test_serve_from_milvus_and_follow_changes(run, built, tmp_path):
     queries = tmp_path / "q.txt"
     queries.write_text("华为手机\n鼠标垫\n", encoding="utf-8")
     assert run("search", ix, "--queries", str(queries)).output == run(
-        "search", "--index", ix, "--backend", "milvus", "--queries", str(queries)).output
+        "search", "--index", ix, "--backend", "milvus", "--queries", str(queries),
+        "--threads", "2").output
     assert run("search", "--backend", "milvus", "--uri", db, "--collection", "c", "--edits", ix,
                "--queries", str(queries)).output == run("search", ix, "--queries",
                                                         str(queries)).output

@@ -70,8 +70,10 @@ def test_ties_resolved_exactly_with_no_margin(pair, tiny_model):
 
 def test_batch_search_and_explain(pair):
     cat, served = pair
-    assert [[h.id for h in hs] for hs in served.batch_search(QUERIES, 10, batch=7)] == \
-        [[h.id for h in hs] for hs in cat.batch_search(QUERIES, 10)]
+    for threads in (1, 3):
+        assert [[h.id for h in hs] for hs in served.batch_search(QUERIES, 10, batch=7,
+                                                                 threads=threads)] == \
+            [[h.id for h in hs] for hs in cat.batch_search(QUERIES, 10)]
     for q in ("华为手机", "鼠标垫"):
         for item in ("i0", "i7", "i42"):
             a, b = cat.explain(q, item), served.explain(q, item)
