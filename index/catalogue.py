@@ -30,10 +30,11 @@ from deepbow.readers import check_item
 from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, Editor, compile_edits, journal_of
 from index.edits import replay
-from index.inverted import LINK_FILE, IndexFileError, InvertedIndex, Segment, check_replaceable
+from index.inverted import IndexFileError, InvertedIndex, Segment, check_replaceable
 from index.segments import Hit, SegmentStore
 
 INDEX_BATCH = 2048
+LINK_FILE = "milvus.json"  # where the index's Milvus copy is (index/milvus_link.py)
 
 
 class Catalogue:

@@ -394,8 +394,7 @@ class InvertedIndex:
                 "bytes_per_posting": nbytes / max(1, self.n_postings)}
 
 
-LINK_FILE = "milvus.json"  # where the index's Milvus copy is (index/milvus_link.py)
-OWN_FILES = ("manifest.json", ".lock", "edits.jsonl", LINK_FILE)
+OWN_FILES = ("manifest.json", ".lock", "edits.jsonl", "milvus.json")  # + index/milvus_link.py
 
 
 def check_replaceable(path: Path, overwrite: bool) -> None:

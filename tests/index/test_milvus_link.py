@@ -123,3 +123,14 @@ def test_studio_from_milvus(linked, tiny_ebrm_dir, tmp_path):
         studio.after_edit = lambda: (_ for _ in ()).throw(MilvusError("Milvus is gone"))
         rec = studio.undo({"seq": rec["seq"]})
         assert "recorded, but Milvus is gone" in rec["warning"]
+
+
+def test_rebuild_keeps_the_link_and_exports_again(linked, tiny_model):
+    Catalogue.build(tiny_model, items(90, seed=9), linked.path, overwrite=True)
+    assert (linked.path / "milvus.json").is_file()
+    with pytest.raises(MilvusError, match="behind"):
+        served(linked)
+    cat = Catalogue.open(linked.path, tiny_model)
+    assert ml.sync(cat) == f"exported again: 90 items → c at {ml.read_link(cat.path).uri}"
+    with served(cat) as s:
+        same(cat, s)
