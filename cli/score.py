@@ -18,6 +18,7 @@ from cli.common import (
     model_option,
     scorer_options,
 )
+from cli.scale_cmds import backend_options, explain_item
 
 pairs_option = click.option(
     "--pairs", "pairs_path", required=True,
@@ -59,18 +60,31 @@ def encode(texts, top, side, model_path, as_json):
 
 @click.command()
 @click.argument("query")
-@click.argument("title")
+@click.argument("title", required=False)
+@click.option("--item", "item_id", default=None,
+              help="Instead of TITLE: an indexed item, read from --index DIR or its Milvus "
+                   "copy (--backend milvus), as search scores it.")
+@click.option("--index", "index_path", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="With --item: the index directory.")
+@backend_options
 @model_option
 @scorer_options
 @json_option
 @handle_errors
-def explain(query, title, model_path, scorer, ebrm_path, edits_path, as_json):
+def explain(query, title, item_id, index_path, backend, collection, uri, model_path, scorer,
+            ebrm_path, edits_path, as_json):
     """Show QUERY–TITLE relevance: the sum of its matched words (deepbow), the entity-by-entity
     judgements and their soft logic (ebrm), or both parts (hybrid)."""
     import deepbow
 
-    ex = deepbow.load_scorer(scorer, model_path, ebrm_path).explain(
-        query, title, edits=_edits(edits_path))
+    if (title is None) == (item_id is None):
+        raise click.UsageError("give a TITLE or --item ID")
+    if item_id is not None and scorer != "deepbow":
+        raise click.UsageError("--item explains the index's DeepBoW score; for EBRM's view "
+                               "use `weights show DIR ITEM QUERY --entities`")
+    ex = explain_item(query, item_id, backend, index_path, uri, collection, edits_path,
+                      model_path) if item_id is not None else deepbow.load_scorer(
+        scorer, model_path, ebrm_path).explain(query, title, edits=_edits(edits_path))
     click.echo(json.dumps(ex.to_json(), ensure_ascii=False) if as_json else ex.to_text())
 
 

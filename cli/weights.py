@@ -20,7 +20,9 @@ from cli.common import (
     model_option,
     open_index,
 )
+from cli.scale_cmds import follow
 from index.edits import OPS, REQUIRED, Op
+from index.milvus_link import ITEM_OPS
 
 
 @click.group()
@@ -64,6 +66,8 @@ def _edit_command(op: Op) -> click.Command:
         reranker = deepbow.reranker(cat, ebrm_path) if op.entity and sample_query else None
         print_edit(Editor(cat, reranker).apply(op.name, args, by, reason, sample_query, k,
                                                create))
+        if op.name in ITEM_OPS:
+            follow(cat)
 
     params: list[click.Parameter] = [click.Argument(["index_dir"], type=click.Path(
         path_type=Path, file_okay=False))]
@@ -173,8 +177,10 @@ def weights_export(index_dir, out, model_path):
 def weights_import(index_dir, journal, by, model_path):
     """Apply the edits of an exported JOURNAL here, each validated as a new edit; the whole
     file is checked first and then appended at once (all of it or nothing)."""
-    recs = open_index(index_dir, model_path).editor.import_(journal, by=by)
+    cat = open_index(index_dir, model_path)
+    recs = cat.editor.import_(journal, by=by)
     click.echo(f"imported {len(recs)} edits (#{recs[0]['seq']}–#{recs[-1]['seq']})", err=True)
+    follow(cat)
 
 
 @weights.command("diff")

@@ -15,6 +15,8 @@ imported only when a model is loaded.
     cat = deepbow.build_index(items, "ix")   # or deepbow.open_index("ix")
     cat.search("华为手机", k=10); cat.editor.ban("包邮")
     deepbow.reranker(cat).rerank("华为手机", 10, "hybrid")
+    deepbow.export_milvus(cat, "shop.db", "shop")   # beyond one machine (the `scale` extra)
+    with deepbow.open_milvus(index="ix") as served: served.search("华为手机", k=10)
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from deepbow.locations import default_ebrm_path, default_model_path, sample_cata
 
 __version__ = "0.1.0"
 __all__ = ["load", "load_ebrm", "load_scorer", "load_scorers", "read_edits", "build_index",
-           "open_index", "reranker", "evaluate", "default_model_path", "default_ebrm_path",
-           "sample_catalogue_path", "SCORERS", "DeepBowError", "InputError", "ModelFileError"]
+           "open_index", "reranker", "evaluate", "open_milvus", "export_milvus", "sync_milvus",
+           "default_model_path", "default_ebrm_path", "sample_catalogue_path", "SCORERS",
+           "DeepBowError", "InputError", "ModelFileError"]
 SCORERS = ("deepbow", "ebrm", "hybrid")
 
 
@@ -84,11 +87,13 @@ def read_edits(path: str | Path):
 
 
 def build_index(items: Iterable[dict], out: str | Path, model=None, overwrite: bool = False,
-                progress=None):
-    """Encode items ({"id", "title", ...}) into a new index directory; a Catalogue."""
+                progress=None, codes=None):
+    """Encode items ({"id", "title", ...}) into a new index directory; a Catalogue. `codes`:
+    their title codes computed elsewhere (index.ray_encode), one CSR row per item."""
     from index.catalogue import Catalogue
 
-    return Catalogue.build(model or load(), items, out, overwrite=overwrite, progress=progress)
+    return Catalogue.build(model or load(), items, out, overwrite=overwrite, progress=progress,
+                           codes=codes)
 
 
 def open_index(path: str | Path, model=None, verify: bool = False):
@@ -97,6 +102,46 @@ def open_index(path: str | Path, model=None, verify: bool = False):
     from index.catalogue import Catalogue
 
     return Catalogue.open(path, model if model is not None else load(), verify=verify)
+
+
+def open_milvus(uri: str | None = None, collection: str | None = None, model=None,
+                index: str | Path | None = None):
+    """A Milvus copy of a catalogue (index.milvus_catalogue.MilvusCatalogue: search,
+    batch_search, explain, with the local index's results; close it, or use `with`): the copy
+    `index` (a directory) was exported to, applying its journal (refused when the copy is
+    behind), or the collection at `uri` (default: a milvus-lite file, deepbow-milvus.db)."""
+    from index.milvus import DEFAULT_URI
+    from index.milvus_catalogue import MilvusCatalogue
+    from index.milvus_link import open_linked
+
+    model = model if model is not None else load()
+    if index is not None and uri is None and collection is None:
+        return open_linked(index, model)
+    if collection is None:
+        raise InputError("open_milvus needs a collection (or an index directory exported "
+                         "with export_milvus)")
+    return MilvusCatalogue.open(uri or DEFAULT_URI, collection, model, journal=index)
+
+
+def export_milvus(catalogue, uri: str | None = None, collection: str = "deepbow",
+                  overwrite: bool = False, shards: int | None = None, progress=None) -> int:
+    """Write a catalogue's items (their exact title vectors, ids and filter fields, per-item
+    weight edits applied) into a Milvus collection and record it as the directory's copy
+    (<index>/milvus.json); returns the rows written."""
+    from index.milvus import DEFAULT_URI
+    from index.milvus_link import export_linked
+
+    return export_linked(catalogue, uri or DEFAULT_URI, collection, overwrite, shards, progress)
+
+
+def sync_milvus(catalogue, ids: Iterable[str] | None = None, before: str | None = None):
+    """Bring a catalogue's Milvus copy in step after changes made from Python (`ids` and
+    `before` = index.milvus_link.index_state(dir) taken before an add/update/delete let it
+    upsert only those; otherwise it exports again when the index changed). A message, or None
+    when the catalogue has no copy."""
+    from index.milvus_link import sync
+
+    return sync(catalogue, list(ids) if ids is not None else None, before)
 
 
 def reranker(catalogue, ebrm=None, cache: str | Path | bool | None = True):

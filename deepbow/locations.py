@@ -5,6 +5,7 @@
     DEEPBOW_CACHE        folder of the persistent QE caches (default: ~/.cache/deepbow)
     DEEPBOW_DATA         the shared data folder for training and evaluation
                          (default: ../shared/data beside the source checkout)
+    DEEPBOW_MILVUS_TOKEN the token of a Milvus server or cluster (never written to a file)
 
 The shipped models and the sample catalogue are package data (the top-level data/ folder,
 installed as the package `deepbow_data`), found with importlib.resources, so a normal
@@ -72,3 +73,8 @@ def shared_data_dir() -> Path:
         if cand.is_dir():
             return cand
     raise InputError("shared data not found: set DEEPBOW_DATA to the folder holding qbqtc/ etc.")
+
+
+def milvus_token() -> str | None:
+    """$DEEPBOW_MILVUS_TOKEN: a Milvus server's token (user:password or an API key)."""
+    return os.environ.get("DEEPBOW_MILVUS_TOKEN") or None

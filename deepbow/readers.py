@@ -163,21 +163,27 @@ def check_item(item: object, where: str) -> dict:
     return {**item, "id": iid}
 
 
+def catalogue_item(text: str, where: str) -> dict:
+    """One catalogue line (its text, without the line end): a JSON object or `id<TAB>title`.
+    Ray's reader of catalogue shards (index/shards.py) parses each line with this too."""
+    if text.lstrip().startswith("{"):
+        raw = parse_json(text, where)
+    else:
+        parts = text.split("\t")
+        if len(parts) != 2:
+            raise InputError(f"{where}: expected a JSON object or 'id<TAB>title' "
+                             f"(found {len(parts)} tab-separated fields)")
+        raw = {"id": parts[0], "title": parts[1]}
+    return check_item(raw, where)
+
+
 def read_catalogue(path: str | Path) -> list[dict]:
     """Items of a JSONL {"id", "title", ...} or TSV `id<TAB>title` file, in file order;
     duplicate ids are refused."""
     items: list[dict] = []
     seen: set[str] = set()
     for where, text in read_lines(path):
-        if text.lstrip().startswith("{"):
-            raw = parse_json(text, where)
-        else:
-            parts = text.split("\t")
-            if len(parts) != 2:
-                raise InputError(f"{where}: expected a JSON object or 'id<TAB>title' "
-                                 f"(found {len(parts)} tab-separated fields)")
-            raw = {"id": parts[0], "title": parts[1]}
-        item = check_item(raw, where)
+        item = catalogue_item(text, where)
         if item["id"] in seen:
             raise InputError(f"{where}: duplicate id {item['id']!r}")
         seen.add(item["id"])

@@ -41,6 +41,7 @@ from index.segments import Hit, SegmentStore
 from index.view import STALE, open_view, signature
 
 INDEX_BATCH = 2048
+LINK_FILE = "milvus.json"  # where the index's Milvus copy is (index/milvus_link.py)
 
 
 class Catalogue:
@@ -84,19 +85,21 @@ class Catalogue:
     # -- building and opening ---------------------------------------------------------------
     @classmethod
     def build(cls, model, items: Iterable[dict], out: str | Path, overwrite: bool = False,
-              batch_size: int = INDEX_BATCH, progress: Callable[[int], None] | None = None
-              ) -> Catalogue:
+              batch_size: int = INDEX_BATCH, progress: Callable[[int], None] | None = None,
+              codes=None) -> Catalogue:
         """Encode every title and write a new index directory (temp dir, then rename). With
-        `overwrite` an existing index there is replaced (its journal kept); anything else
-        there is refused."""
+        `overwrite` an existing index there is replaced (its journal and Milvus link kept);
+        anything else there is refused. `codes`: the titles' codes computed elsewhere (on
+        Ray: index/ray_encode.py), one CSR row per item, instead of encoding here."""
         out = Path(out)
         check_replaceable(out, overwrite)
         items = validate_items(items)
-        codes = encode_items(model, items, batch_size, progress)
+        codes = given_codes(codes, items, model) if codes is not None else \
+            encode_items(model, items, batch_size, progress)
         index = InvertedIndex.from_csr(codes, scale=model.scales["title"])
         index.meta = {"model_id": model.model_id}
         uid = index.segments[0].uid
-        index.save(out, overwrite=overwrite, keep=[JOURNAL],
+        index.save(out, overwrite=overwrite, keep=[JOURNAL, LINK_FILE],
                    write_extra=lambda folder: SegmentStore.write(folder, uid, items))
         return cls.open(out, model)
 
@@ -147,10 +150,13 @@ class Catalogue:
             self._id_map = m
         return self._id_map
 
-    def add(self, items: Iterable[dict], progress=None, replace: bool = False) -> int:
-        """Add items; an id already present is refused unless `replace` (that is update)."""
+    def add(self, items: Iterable[dict], progress=None, replace: bool = False,
+            codes=None) -> int:
+        """Add items; an id already present is refused unless `replace` (that is update).
+        `codes`: their title codes computed elsewhere, as for `build`."""
         items = validate_items(items)
-        codes = encode_items(self.model, items, INDEX_BATCH, progress)
+        codes = given_codes(codes, items, self.model) if codes is not None else \
+            encode_items(self.model, items, INDEX_BATCH, progress)
         with self._writing():
             ids = self.id_map()
             clash = [it["id"] for it in items if it["id"] in ids]
@@ -170,8 +176,8 @@ class Catalogue:
             self.stores[uid] = SegmentStore(self.path, uid, len(items))
             self._id_map = None
 
-    def update(self, items: Iterable[dict], progress=None) -> int:
-        return self.add(items, progress, replace=True)
+    def update(self, items: Iterable[dict], progress=None, codes=None) -> int:
+        return self.add(items, progress, replace=True, codes=codes)
 
     def delete(self, ids: Iterable[str]) -> int:
         ids = list(dict.fromkeys(str(x) for x in ids))
@@ -412,6 +418,19 @@ def validate_items(items: Iterable[dict]) -> list[dict]:
         seen.add(it["id"])
         out.append(it)
     return out
+
+
+def given_codes(codes, items: Sequence[dict], model):
+    """Codes computed outside this process, checked: one row per item, a column per term of
+    the model, 8-bit."""
+    from scipy import sparse
+
+    if not sparse.issparse(codes) or codes.shape != (len(items), model.vocab.size) \
+            or codes.dtype != np.uint8:
+        raise InputError(f"codes must be a uint8 sparse matrix of {len(items)} rows × "
+                         f"{model.vocab.size} terms, got {getattr(codes, 'dtype', '?')} "
+                         f"{getattr(codes, 'shape', type(codes).__name__)}")
+    return sparse.csr_matrix(codes)
 
 
 def encode_items(model, items: Sequence[dict], batch_size: int, progress=None):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from index.integrity import IndexFileError, read_index_manifest
 
-OWN_FILES = ("manifest.json", ".lock", "edits.jsonl")
+# milvus.json: where the index's Milvus copy is (index/milvus_link.py)
+OWN_FILES = ("manifest.json", ".lock", "edits.jsonl", "milvus.json")
 
 
 def check_replaceable(path: Path, overwrite: bool) -> None:

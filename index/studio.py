@@ -43,13 +43,19 @@ SCORERS = ("deepbow", "ebrm", "hybrid")
 
 class Studio:
     """The state behind the page: one catalogue, and a Reranker (index/rerank.py) when EBRM
-    is loaded. `token` is the secret of this launch, embedded in the page."""
+    is loaded. `token` is the secret of this launch, embedded in the page. `served`: where
+    rankings and explanations come from when not the catalogue itself (its Milvus copy,
+    index/milvus_catalogue.py); edits always go through the catalogue's Editor, then
+    `after_edit()` (e.g. keeping the copy in step)."""
 
-    def __init__(self, catalogue, reranker=None, user: str | None = None) -> None:
+    def __init__(self, catalogue, reranker=None, user: str | None = None, served=None,
+                 after_edit=None) -> None:
         self.cat = catalogue
+        self.served = served if served is not None else catalogue
         self.reranker = reranker
         self.editor = Editor(catalogue, reranker)
         self.user = user
+        self.after_edit = after_edit
         self.token = secrets.token_urlsafe(24)
         self.lock = threading.Lock()  # one request at a time touches the models
 
@@ -63,7 +69,7 @@ class Studio:
         with self.lock:
             edits = self.cat.journal_edits()  # one view of the index for the whole answer
             if scorer == "deepbow":
-                ranked = [(h, h.score) for h in self.cat.search(q, k, edits=edits)]
+                ranked = [(h, h.score) for h in self.served.search(q, k, edits=edits)]
             elif self.reranker is None:
                 raise InputError(f"scorer {scorer!r} needs EBRM (start the studio with --ebrm)")
             else:
@@ -72,8 +78,8 @@ class Studio:
                     "hits": [self._hit(q, h, score, edits) for h, score in ranked]}
 
     def _hit(self, q: str, h, score: float, edits) -> dict:
-        ex = self.cat.explain(q, h.id, edits)
-        over = edits.overlay.get(self.cat.id_map()[h.id], {})
+        ex = self.served.explain(q, h.id, edits)
+        over = edits.overlay.get(self.cat.id_map().get(h.id, -1), {})
         edited = {self.cat.model.vocab.term_name(t) for t in over}
         row = {"id": h.id, "title": h.title, "score": score, "deepbow_score": h.score,
                "label": LABEL_NAMES[int(self.cat.model.label([h.score])[0])],
@@ -87,14 +93,26 @@ class Studio:
 
     def edit(self, body: dict) -> dict:
         with self.lock:
-            return self.editor.apply(body.get("op"), body.get("args"), body.get("by") or self.user,
-                                     body.get("reason", ""), body.get("query"),
-                                     create=body.get("create", False))
+            rec = self.editor.apply(body.get("op"), body.get("args"), body.get("by") or self.user,
+                                    body.get("reason", ""), body.get("query"),
+                                    create=body.get("create", False))
+            return self._after_edit(rec)
 
     def undo(self, body: dict) -> dict:
         with self.lock:
-            return self.editor.apply("undo", {"target": body.get("seq")},
-                                     body.get("by") or self.user, body.get("reason", ""))
+            rec = self.editor.apply("undo", {"target": body.get("seq")},
+                                    body.get("by") or self.user, body.get("reason", ""))
+            return self._after_edit(rec)
+
+    def _after_edit(self, rec: dict) -> dict:
+        """The record, with a warning when the follow-up failed (the edit itself stands)."""
+        if self.after_edit is None:
+            return rec
+        try:
+            self.after_edit()
+        except DeepBowError as e:
+            return {**rec, "warning": f"edit #{rec['seq']} is recorded, but {e}"}
+        return rec
 
     def log(self) -> dict:
         records = self.editor.log()
@@ -105,7 +123,8 @@ class Studio:
     def info(self) -> dict:
         return {"ebrm": self.reranker is not None,
                 "hybrid": self.reranker is not None and self.reranker.hybrid is not None,
-                "index": str(self.cat.path)}
+                "index": str(self.cat.path),
+                "backend": "local" if self.served is self.cat else "milvus"}
 
 
 class _Refused(Exception):

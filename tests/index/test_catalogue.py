@@ -100,3 +100,20 @@ def test_empty_catalogue_and_query(tiny_model, tmp_path):
     cat2 = Catalogue.build(tiny_model, ITEMS, tmp_path / "ix2")
     assert cat2.search("") == []
     assert np.isfinite(cat2.stats()["bytes_per_posting"])
+
+
+def test_precomputed_codes(tiny_model, tmp_path):
+    """Codes computed elsewhere (on Ray) build the same index; wrong ones are refused."""
+    from index.catalogue import INDEX_BATCH, encode_items
+
+    codes = encode_items(tiny_model, ITEMS, INDEX_BATCH)
+    cat = Catalogue.build(tiny_model, ITEMS[:5], tmp_path / "ix", codes=codes[:5])
+    cat.add(ITEMS[5:], codes=codes[5:])
+    cat.update(ITEMS[:1], codes=codes[:1])
+    ref = Catalogue.build(tiny_model, ITEMS[1:] + ITEMS[:1], tmp_path / "ref")
+    for q in ("华为手机", "罗技鼠标"):
+        assert [(h.id, h.score) for h in cat.search(q)] == [(h.id, h.score)
+                                                             for h in ref.search(q)]
+    for bad in (codes[:2], codes[:1].astype(np.float32), codes[:1].toarray()):
+        with pytest.raises(InputError, match="codes must be"):
+            cat.add([{"id": "z", "title": "耳机"}], codes=bad)
