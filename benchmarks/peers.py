@@ -245,7 +245,8 @@ def bars(name: str, n_docs: int, rows: list, threads: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--corpus", default="deepbow,synthetic", help="deepbow, synthetic or both")
+    ap.add_argument("--corpus", default="deepbow,synthetic",
+                    help="comma-separated: deepbow, synthetic (default: both)")
     ap.add_argument("--docs", default="100000,1000000", help="comma-separated corpus sizes")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--k", type=int, default=10)
@@ -257,13 +258,16 @@ def main() -> None:
     ap.add_argument("--skip-pisa", action="store_true")
     ap.add_argument("--skip-seismic", action="store_true")
     args = ap.parse_args()
+    corpora = args.corpus.split(",")
+    if unknown := [c for c in corpora if c not in ("deepbow", "synthetic")]:
+        ap.error(f"--corpus: unknown corpus {', '.join(unknown)} (deepbow, synthetic)")
     import numba
 
     numba.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="deepbow-peers-"))
     results = []
     try:
-        for name in args.corpus.split(","):
+        for name in corpora:
             for n in (int(x) for x in args.docs.split(",")):
                 results.append((name, n, run_corpus(name, n, args, work / f"{name}-{n}")))
                 shutil.rmtree(work / f"{name}-{n}", ignore_errors=True)

@@ -139,7 +139,8 @@ def _count_lines(path: Path) -> int:
 @click.option("--no-baseline", is_flag=True, help="Skip the BM25 baseline.")
 @click.option("--failures", is_flag=True,
               help="Also list each query that ranks a hard negative at or above an exact "
-                   "match: its lowest exact match and highest hard negative, with scores.")
+                   "match (judged files: a complement at or above an exact match E, or a "
+                   "title other than an E on top), with titles and scores.")
 @model_option
 @scorer_options
 @json_option

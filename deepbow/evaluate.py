@@ -15,6 +15,7 @@ from deepbow.metrics import (
     exact_on_top,
     hard_negative_failures,
     hard_negative_rate,
+    judged_failures,
     macro_f1,
     ndcg_at_k,
 )
@@ -25,20 +26,30 @@ METRICS = ("auc_ge1", "auc_eq2", "ndcg@10", "macro_f1", "accuracy", "f1_label1",
 JUDGED = ("ndcg@10", "p@1", "e_above_c", "auc_e", "auc_es", "macro_f1", "accuracy")
 
 
-def judged_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray) -> dict:
+def judged_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray,
+               failures: bool = False) -> dict:
     """One scorer's figures on judged pairs (ESCI letters), each query's candidates reranked:
     nDCG@10 (gains 2^grade − 1, ties against the scorer), P@1 (an E on top), the share of
     queries where every E scores above every C, AUC of E vs the rest and of E+S vs C+I over all
-    pairs, macro-F1 and accuracy of the 0/1/2 labels."""
+    pairs, macro-F1 and accuracy of the 0/1/2 labels; with `failures`, the queries that miss
+    the last two (metrics.judged_failures)."""
     y = np.array([p.label for p in pairs])
     q = [p.qid or p.query for p in pairs]
     esci = [p.esci for p in pairs]
     e = np.array([x == "E" for x in esci])
-    return {"ndcg@10": ndcg_at_k(q, scores, y, 10), "p@1": exact_on_top(q, scores, esci),
-            "e_above_c": exact_above_complements(q, scores, esci), "auc_e": auc(scores, e),
-            "auc_es": auc(scores, np.isin(esci, ("E", "S"))),
-            "macro_f1": macro_f1(labels_pred, y), "accuracy": accuracy(labels_pred, y),
-            "pairs": len(pairs), "queries": len(set(q))}
+    row = {"ndcg@10": ndcg_at_k(q, scores, y, 10), "p@1": exact_on_top(q, scores, esci),
+           "e_above_c": exact_above_complements(q, scores, esci), "auc_e": auc(scores, e),
+           "auc_es": auc(scores, np.isin(esci, ("E", "S"))),
+           "macro_f1": macro_f1(labels_pred, y), "accuracy": accuracy(labels_pred, y),
+           "pairs": len(pairs), "queries": len(set(q))}
+    if failures:
+        row["judged_failures"] = [
+            {"query": pairs[i].query, "why": why,
+             "exact": {"title": pairs[i].title, "score": float(scores[i])},
+             "above": {"title": pairs[j].title, "score": float(scores[j]),
+                       "esci": pairs[j].esci}}
+            for why, i, j in judged_failures(q, scores, esci)]
+    return row
 
 
 def metric_row(pairs: Sequence[Pair], scores: np.ndarray, labels_pred: np.ndarray,
@@ -109,7 +120,7 @@ def evaluate(scorers, pairs: Sequence[Pair], baseline: bool = True,
         sub = [pairs[i] for i in idx]
         for name in scores:
             out.setdefault(gname, {})[name] = (
-                judged_row(sub, scores[name][idx], labels[name][idx]) if judged
+                judged_row(sub, scores[name][idx], labels[name][idx], failures) if judged
                 else metric_row(sub, scores[name][idx], labels[name][idx], failures))
     return out
 
@@ -149,6 +160,7 @@ def to_text(res: dict[str, dict]) -> str:
                 f"{100 * row[c]:>10.2f}" if c in row and row[c] == row[c] else f"{'-':>10}"
                 for c in cols))
     for name, row in res["all"].items():
+        lines += judged_failure_lines(name, row)
         fails = row.get("hard_neg_failures")
         if fails is None:
             continue
@@ -157,3 +169,17 @@ def to_text(res: dict[str, dict]) -> str:
         lines += [f"  {f['query']}\t{f['exact']['score']:.3f} {f['exact']['title']}"
                   f"\t{f['hard']['score']:.3f} {f['hard']['title']}" for f in fails]
     return "\n".join(lines)
+
+
+def judged_failure_lines(name: str, row: dict) -> list[str]:
+    """A scorer's failing judged queries, one a line: why, the exact match, the title above."""
+    fails = row.get("judged_failures")
+    if fails is None:
+        return []
+    head = {"complement": "a complement at or above its lowest exact match",
+            "top": "a title that is not an exact match on top"}
+    lines = [f"{name}: {len(fails)} failures (query, exact match, the title at or above it):"]
+    lines += [f"  {f['query']}\t{head[f['why']]}\n    E {f['exact']['score']:.3f} "
+              f"{f['exact']['title']}\n    {f['above']['esci']} {f['above']['score']:.3f} "
+              f"{f['above']['title']}" for f in fails]
+    return lines

@@ -68,6 +68,27 @@ def exact_on_top(queries: Sequence[str], scores: Sequence[float], esci: Sequence
     return float(np.mean(hits)) if hits else float("nan")
 
 
+def judged_failures(queries: Sequence[str], scores: Sequence[float],
+                    esci: Sequence[str]) -> list[tuple[str, int, int]]:
+    """What to read when P@1 or E-above-C disappoint: ("complement", lowest E, highest C) for
+    each query where a complement scores at or above an exact match, and ("top", best E, top
+    title) for each query with an E whose top title is not one; worst margin first."""
+    s = np.asarray(scores, np.float64)
+    out = []
+    for idx in by_query(queries):
+        e = [i for i in idx if esci[i] == "E"]
+        if not e:
+            continue
+        c = [i for i in idx if esci[i] == "C"]
+        low = min(e, key=lambda i: s[i])
+        if c and s[hi := max(c, key=lambda i: s[i])] >= s[low]:
+            out.append(("complement", low, hi))
+        top = max(idx, key=lambda i: (s[i], esci[i] != "E"))  # ties against the scorer
+        if esci[top] != "E":
+            out.append(("top", max(e, key=lambda i: s[i]), top))
+    return sorted(out, key=lambda f: s[f[1]] - s[f[2]])
+
+
 def exact_above_complements(queries: Sequence[str], scores: Sequence[float],
                             esci: Sequence[str]) -> float:
     """The share of queries (those with both) where every exact match E scores strictly above

@@ -98,6 +98,28 @@ def test_judged_metrics_on_hand_made_queries():
     assert np.isnan(exact_above_complements(["a"], [1], ["E"]))  # no query with a C
 
 
+def test_judged_failures_name_what_to_read():
+    from deepbow.evaluate import judged_failure_lines, judged_row
+    from deepbow.metrics import judged_failures
+    from deepbow.readers import Pair
+
+    q = ["a"] * 3 + ["b"] * 3 + ["c"] * 2 + ["d"] * 2
+    esci = ["E", "C", "I", "E", "S", "C", "S", "I", "E", "C"]
+    s = [1, 1, 0, 1, 3, 2, 5, 0, 2, 1]
+    # a: C tied with E (fails, and the tie at the top is against the scorer); b: an S on top
+    # and a C above the E; c: no E (nothing to read); d: passes
+    got = judged_failures(q, s, esci)
+    assert sorted(got) == [("complement", 0, 1), ("complement", 3, 5), ("top", 0, 1),
+                           ("top", 3, 4)]
+    assert got[0][1:] == (3, 4)  # worst margin first
+    pairs = [Pair(x, f"t{i}", {"E": 2, "S": 1}.get(e, 0), esci=e) for i, (x, e) in
+             enumerate(zip(q, esci, strict=True))]
+    row = judged_row(pairs, np.array(s, float), np.zeros(len(s), int), failures=True)
+    assert len(row["judged_failures"]) == 4
+    text = "\n".join(judged_failure_lines("m", row))
+    assert "4 failures" in text and "S 3.000 t4" in text and "E 1.000 t3" in text
+
+
 def test_judged_rows_per_query_kind():
     from deepbow.evaluate import evaluate
     from deepbow.readers import Pair
