@@ -164,7 +164,8 @@ def eval_cmd(pairs_path, no_baseline, failures, model_path, scorer, ebrm_path, e
         emit_json(res)
         return
     click.echo(to_text(res))
-    click.echo("(percent; BM25 labels use thresholds tuned on this file)", err=True)
+    click.echo("(percent" + ("" if no_baseline else
+                            "; BM25 labels use thresholds tuned on this file") + ")", err=True)
 
 
 @click.command()

@@ -22,6 +22,7 @@ index is still read, its block maxima computed at load (0.3 s per 30M postings).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import uuid
@@ -56,6 +57,23 @@ BATCH_CHUNK = 64  # queries per kernel call in batch_search
 _SCRATCH = threading.local()  # each thread's kernel workspace, reused across queries
 __all__ = ["FORMAT", "FORMAT_VERSION", "IndexFileError", "InvertedIndex", "Segment",
            "read_index_manifest"]
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # batch_search's threads
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A process-wide pool of `threads` threads, kept across batches so each thread's kernel
+    workspace stays allocated and warm (2 threads: 1.89-1.95x one thread on the DeepBoW-like
+    1M corpus, against 1.65-1.86x with a pool made per batch). Keyed by process id too: a
+    forked child has none of its parent's threads."""
+    key = (os.getpid(), threads)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(threads, "deepbow-search")
+        return pool
 
 
 def _workspace() -> tuple:
@@ -247,8 +265,7 @@ class InvertedIndex:
         if threads == 1 or len(chunks) <= 1:
             parts = [run(ch) for ch in chunks]
         else:
-            with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
-                parts = list(pool.map(run, chunks))
+            parts = list(_pool(threads).map(run, chunks))
         return [r for part in parts for r in part]
 
     def _search_chunk(self, queries: list[tuple], k: int, mask: np.ndarray,

@@ -1,6 +1,7 @@
 """InvertedIndex: exactness, live changes against a brute-force model, filters, disk format."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -260,6 +261,27 @@ def test_batch_search_on_threads_equals_search():
     assert index.batch_search([], 5, threads=2) == []
     with pytest.raises(ValueError, match="threads"):
         index.batch_search(queries, 5, threads=0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_batch_threads_are_kept_and_a_forked_child_makes_its_own():
+    from index import inverted
+
+    rng = np.random.default_rng(3)
+    index = InvertedIndex.from_csr(random_docs(rng, 200), scale=0.5)
+    queries = [(np.array([1, 2, 3]), np.array([1.0, 0.5, 0.2]))] * 20
+    want = index.batch_search(queries, 5)
+    index.batch_search(queries, 5, threads=2)
+    pool = inverted._pool(2)
+    index.batch_search(queries, 5, threads=2)
+    assert inverted._pool(2) is pool  # kept across batches
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's pool has no threads here; a new one must serve
+        ok = [d.tolist() for d, _ in index.batch_search(queries, 5, threads=2)] == \
+            [d.tolist() for d, _ in want] and inverted._pool(2) is not pool
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_version_1_index_is_read_and_upgraded(tmp_path, monkeypatch):
