@@ -102,9 +102,13 @@ def load_model_dir(path: str | Path, fmt: ModelFormat, verify: bool = True
     check_listed_files(path, [*fmt.files, *present], manifest, verify, ModelFileError)
     try:
         with np.load(path / "weights.npz", allow_pickle=False) as z:
-            arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
-                      for k in z.files}
+            arrays = {k: _widen(z[k]) for k in z.files}  # z[k] reads the array from the zip
     except Exception as e:  # zipfile/npy errors come in many types
         raise ModelFileError(f"{path / 'weights.npz'}: unreadable ({e})") from None
     return manifest, arrays, {name: read_lines(path / name)
                               for name in [*fmt.text_files, *present]}
+
+
+def _widen(a: np.ndarray) -> np.ndarray:
+    """float16 tables back to float32 (what the networks compute in); others as stored."""
+    return a.astype(np.float32) if a.dtype == np.float16 else a
