@@ -18,6 +18,7 @@ import hashlib
 import json
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,21 @@ def split_of(query: str, salt: str = "deepbow-split-v1") -> int:
 
 # bucket ranges of split_of(query): test is never trained on nor tuned on.
 SPLITS = {"train": range(0, 85), "valid": range(85, 90), "test": range(90, 100)}
+
+
+def finetune_split(train_pairs: Sequence[Pair], valid_pairs: Sequence[Pair] | None
+                   ) -> tuple[list[Pair], list[Pair]]:
+    """(train, valid) for fine-tuning on a user's own pairs (both models): `valid_pairs` when
+    given, else a query-disjoint 15% of `train_pairs` (the valid and test buckets) held out;
+    refused when either part is empty."""
+    if valid_pairs is None:
+        held = set(SPLITS["valid"]) | set(SPLITS["test"])
+        valid_pairs = [p for p in train_pairs if split_of(p.query) in held]
+        train_pairs = [p for p in train_pairs if split_of(p.query) not in held]
+    if not train_pairs or not valid_pairs:
+        raise InputError("fine-tuning needs labelled training pairs and validation pairs (too "
+                         "few queries to hold some out: give --valid)")
+    return list(train_pairs), list(valid_pairs)
 
 
 def qbqtc_pairs(split: str, data_dir: Path | None = None) -> list[Pair]:

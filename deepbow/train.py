@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from deepbow.config import TrainConfig, TrainParams
-from deepbow.errors import InputError
 from deepbow.metrics import auc, best_thresholds, macro_f1
 from deepbow.readers import Pair
 from deepbow.text import Segmenter, normalize
@@ -386,16 +385,10 @@ def train_on_pairs(init: str | Path, train_pairs: Sequence[Pair],
     (default: a query-disjoint 15% of the pairs) kept, then calibrated on them."""
     import torch
 
-    from deepbow.datasets import SPLITS, split_of
+    from deepbow.datasets import finetune_split
     from deepbow.encoder import DeepBoW
 
-    if valid_pairs is None:
-        held = set(SPLITS["valid"]) | set(SPLITS["test"])
-        valid_pairs = [p for p in train_pairs if split_of(p.query) in held]
-        train_pairs = [p for p in train_pairs if split_of(p.query) not in held]
-    if not train_pairs or not valid_pairs:
-        raise InputError("fine-tuning needs labelled training pairs and validation pairs (too "
-                         "few queries to hold some out: give --valid)")
+    train_pairs, valid_pairs = finetune_split(train_pairs, valid_pairs)
     _set_seed(tp.seed)
     torch.set_num_threads(tp.threads)
     model = DeepBoW.load(init)
@@ -403,7 +396,7 @@ def train_on_pairs(init: str | Path, train_pairs: Sequence[Pair],
                                       "init_model_id": model.model_id,
                                       "pairs": len(train_pairs), "valid_pairs": len(valid_pairs)}
     log(f"fine-tuning {init} on {len(train_pairs)} pairs, validating on {len(valid_pairs)}")
-    fit(model, list(train_pairs), list(valid_pairs), tp, log)
+    fit(model, train_pairs, valid_pairs, tp, log)
     model.save(out, {"trained_on": "the user's labelled pairs, from " + str(init)})
     log(f"saved {out} (model id {model.model_id})")
     return model

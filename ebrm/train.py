@@ -29,12 +29,12 @@ from deepbow.datasets import (
     TaggedTitle,
     default_corpus_and_words,
     ecommerce_pairs,
+    finetune_split,
     read_ner_raw,
     span_positions,
     split_of,
     texts_containing,
 )
-from deepbow.errors import InputError
 from deepbow.locations import shared_data_dir
 from deepbow.metrics import auc
 from deepbow.readers import Pair
@@ -329,19 +329,13 @@ def train_on_pairs(init: str | Path, train_pairs: Sequence[Pair],
     from deepbow.metrics import best_thresholds
     from ebrm.calibrate import calibrate_hybrid
 
-    if valid_pairs is None:
-        held = set(SPLITS["valid"]) | set(SPLITS["test"])
-        valid_pairs = [p for p in train_pairs if split_of(p.query) in held]
-        train_pairs = [p for p in train_pairs if split_of(p.query) not in held]
-    if not train_pairs or not valid_pairs:
-        raise InputError("fine-tuning needs labelled training pairs and validation pairs (too "
-                         "few queries to hold some out: give --valid)")
+    train_pairs, valid_pairs = finetune_split(train_pairs, valid_pairs)
     torch.manual_seed(cfg.run.seed)
     model = EBRM.load(init, cache=False)
     ents = dict(zip((ts := sorted({p.title for p in train_pairs})), model.entities(ts),
                     strict=True))
     ft = cfg.finetune
-    finetune(model.qe, list(train_pairs), ents, list(valid_pairs), model.entities, ft.epochs,
+    finetune(model.qe, train_pairs, ents, valid_pairs, model.entities, ft.epochs,
              lr=ft.lr, batch_size=ft.batch_size, seed=cfg.run.seed, log=log)
     model.cache.clear()  # judgements of the weights before
     y = np.array([p.label for p in valid_pairs])

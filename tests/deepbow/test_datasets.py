@@ -85,3 +85,18 @@ def test_judged_lines_read_letters_grades_kinds_and_a_bom(tmp_path):
         '{"query": "手机", "title": "u", "label": "1.0"}\n'.encode())
     a, b = read_pairs(tmp_path / "j.jsonl")
     assert (a.qid, a.esci, a.label, a.qtype) == ("7", "E", 2, "product") and b.label == 1
+
+
+def test_finetune_split_holds_out_whole_queries_or_refuses():
+    from deepbow.datasets import SPLITS, finetune_split
+
+    pairs = [Pair(f"查询{i}", f"标题{i}{j}", j % 3) for i in range(60) for j in range(3)]
+    train, valid = finetune_split(pairs, None)
+    held = set(SPLITS["valid"]) | set(SPLITS["test"])
+    assert valid and all(split_of(p.query) in held for p in valid)
+    assert {p.query for p in train}.isdisjoint({p.query for p in valid})
+    assert len(train) + len(valid) == len(pairs)
+    given = pairs[:3]
+    assert finetune_split(pairs, given) == (pairs, given)  # given validation pairs: all kept
+    with pytest.raises(InputError, match="give --valid"):
+        finetune_split(pairs[:1], None)

@@ -471,3 +471,12 @@ def test_graded_brand_presence_is_the_share_of_the_words_found(tiny):
     assert sorted(m.query_brands(q)) == ["新款", "防摔"]
     present = m.brand_presence(q, t, np.ones(len(t.keys) + 1))
     assert present.tolist() == [1.0, 0.0, 0.5]
+
+
+def test_ebrm_finetune_refuses_too_few_pairs_before_loading(tmp_path):
+    from ebrm.config import EbrmConfig
+    from ebrm.train import train_on_pairs
+
+    with pytest.raises(InputError, match="give --valid"):
+        train_on_pairs(tmp_path / "no-model", [Pair("华为手机", "华为手机壳", 0)], None,
+                       EbrmConfig(), tmp_path / "out", log=lambda s: None)
