@@ -11,19 +11,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from deepbow.priors import BUNDLE_WORDS
 from deepbow.text import normalize
 from ebrm.cache import Key
 from ebrm.lexicon import Entity
 
-# words a title uses for a bundle or a listing, not for the thing it sells: never its main product
-BUNDLE_WORDS = frozenset({"套装", "组合", "套件", "两件套", "三件套", "四件套", "套餐", "礼盒",
-                          "礼盒装", "整箱", "批发", "包邮", "一件代发", "配件", "用品", "系列",
-                          "款", "新款", "正品"})
-
 
 def main_products(ents: Sequence[Entity]) -> set[str]:
     """The product a title sells, as far as words tell: its last tagged product word, bundle
-    words skipped (Taobao titles tend to end with what they sell: 游泳潜水套手机防水袋)."""
+    words skipped (Taobao titles tend to end with what they sell: 游泳潜水套手机防水袋; the
+    bundle words are those of DeepBoW's title prior, deepbow/priors.py)."""
     tagged = sorted((e for e in ents if e.type == "product" and not e.candidate),
                     key=lambda e: e.end)
     core = [e for e in tagged if e.text not in BUNDLE_WORDS] or tagged
