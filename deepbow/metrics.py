@@ -165,11 +165,9 @@ def best_thresholds(scores: Sequence[float], labels: Sequence[int],
 def hard_negative_groups(queries: Sequence[str], labels: Sequence[int],
                          kinds: Sequence[str]) -> list[tuple[list[int], list[int]]]:
     """(indices of exact matches, indices of hard negatives) of each query that has both."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, q in enumerate(queries):
-        groups[q].append(i)
     out = []
-    for idx in groups.values():
+    for idx in by_query(queries):
+        idx = idx.tolist()
         pos = [i for i in idx if labels[i] == 2]
         hard = [i for i in idx if kinds[i] == "ecom-hard"]
         if pos and hard:
