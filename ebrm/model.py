@@ -189,7 +189,6 @@ class EBRM:
                 vals[i] = (float(a), float(b))
         return np.array(vals, np.float64).reshape(-1, 2)
 
-
     def score_table(self, query: str, table: EntityTable,
                     categories: Sequence[Sequence[str]] | None = None,
                     edits: Edits | None = None) -> tuple[np.ndarray, ...]:
@@ -237,6 +236,8 @@ class EBRM:
             if besides:
                 brands = words_besides_product(q, ents)
             got = brands, list(dict.fromkeys(e.text for e in product_words(ents))), besides
+            if len(self._query_readings) >= 200_000:  # bounded, as the tagged titles are
+                self._query_readings.clear()
             self._query_readings[(q, fallback)] = got
         return got
 
