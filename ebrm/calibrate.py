@@ -23,7 +23,7 @@ from ebrm.config import PRESENCE_OPTIONS, EbrmConfig, LogicParams
 from ebrm.lexicon import Lexicon
 from ebrm.model import EBRM
 from ebrm.modeldir import load_tagger
-from ebrm.train import default_split, gold_titles, mean_auc, qi_scores
+from ebrm.train import default_split, gold_titles, mean_auc, qi_judgements, qi_scores
 
 Log = Callable[[str], None]
 
@@ -36,11 +36,12 @@ def choose_logic(model: EBRM, pairs: Sequence[Pair], logic: LogicParams,
     lists = model.entities([p.title for p in pairs])
     y = np.array([p.label for p in pairs])
     figures: dict[str, float] = {}
-    by = {(fam, g): mean_auc(qi_scores(model.qe, pairs, lists, fam, g), y)
+    judged = qi_judgements(model.qe, pairs, lists)  # the same for every setting below
+    by = {(fam, g): mean_auc(qi_scores(model.qe, pairs, lists, fam, g, judged=judged), y)
           for fam in logic.families for g in logic.candidate_gammas}
     figures |= {f"{fam} γ={g}": v for (fam, g), v in by.items()}
     family, gamma = max(by, key=lambda k: by[k])
-    by_brand = {bg: mean_auc(qi_scores(model.qe, pairs, lists, family, gamma, bg), y)
+    by_brand = {bg: mean_auc(qi_scores(model.qe, pairs, lists, family, gamma, bg, judged), y)
                 for bg in logic.brand_gamma_values()}
     figures |= {f"{family} γ={gamma} brand γ={bg}": v for bg, v in by_brand.items()}
     brand_gamma = max(by_brand, key=lambda g: (by_brand[g], g is None))

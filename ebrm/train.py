@@ -115,9 +115,11 @@ def pretrain_qe(qe: QEModel, examples: Sequence[QEExample], epochs: int, lr: flo
 
 
 def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Entity]],
-               family: str = "product", gamma: float = 1.0, brand_gamma: float | None = None):
+               family: str = "product", gamma: float = 1.0, brand_gamma: float | None = None,
+               probs=None):
     """Differentiable (sat, ok) for query–item pairs: one cross-encoder call per distinct
-    (query, entity) of the batch, then the soft logic."""
+    (query, entity) of the batch, then the soft logic. `probs`: those calls' results, already
+    computed for this very batch (qi_judgements)."""
     import torch
 
     from ebrm.table import EntityTable
@@ -131,10 +133,8 @@ def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Ent
         prod_rows.append([ids[j] for j in t.prod[0] if j < len(ids)])
         confs.append(t.conf[0, :len(prod_rows[-1])].tolist())
         every_w.append(t.every_w[0, :len(all_rows[-1])].tolist())
-    if uniq:
-        probs = torch.sigmoid(qe.logits([q for q, _ in uniq], [k for _, k in uniq]))
-    else:
-        probs = torch.zeros((0, 2))
+    if probs is None:
+        probs = _qe_probs(qe, list(uniq))
     s = torch.cat([probs[:, 0], torch.zeros(1)])
     c = torch.cat([probs[:, 1], torch.ones(1)])
 
@@ -149,6 +149,15 @@ def qi_forward(qe: QEModel, queries: Sequence[str], lists: Sequence[Sequence[Ent
     w = pad(every_w, 1.0, torch.float32)
     return (soft_or(s[pad(prod_rows, len(uniq), torch.long)] * conf, family),
             soft_and(1.0 - w * (1.0 - c[pad(all_rows, len(uniq), torch.long)]), family))
+
+
+def _qe_probs(qe: QEModel, uniq: Sequence[tuple[str, tuple[str, str]]]):
+    """sigmoid of the cross-encoder's logits for distinct (query, entity key) pairs."""
+    import torch
+
+    if not uniq:
+        return torch.zeros((0, 2))
+    return torch.sigmoid(qe.logits([q for q, _ in uniq], [k for _, k in uniq]))
 
 
 def finetune(qe: QEModel, pairs: Sequence[Pair], entities: Mapping[str, list[Entity]],
@@ -185,18 +194,42 @@ def finetune(qe: QEModel, pairs: Sequence[Pair], entities: Mapping[str, list[Ent
     net.eval()
 
 
+QI_BATCH = 256  # pairs per cross-encoder batch when scoring (qi_scores, qi_judgements)
+
+
 def qi_scores(qe: QEModel, pairs: Sequence[Pair], lists: Sequence[Sequence[Entity]],
               family: str = "product", gamma: float = 1.0,
-              brand_gamma: float | None = None) -> np.ndarray:
+              brand_gamma: float | None = None, judged: Sequence | None = None) -> np.ndarray:
+    """sat · (1 + ok) per pair; `judged`: qi_judgements of these pairs, so that a search over
+    the logic settings runs the cross-encoder once, not once per setting."""
     import torch
 
     out = []
     with torch.inference_mode():
-        for a in range(0, len(pairs), 256):
-            sat, ok = qi_forward(qe, [normalize(p.query) for p in pairs[a:a + 256]],
-                                 lists[a:a + 256], family, gamma, brand_gamma)
+        for n, a in enumerate(range(0, len(pairs), QI_BATCH)):
+            sat, ok = qi_forward(qe, [normalize(p.query) for p in pairs[a:a + QI_BATCH]],
+                                 lists[a:a + QI_BATCH], family, gamma, brand_gamma,
+                                 None if judged is None else judged[n])
             out.append((sat * (1 + ok)).double().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def qi_judgements(qe: QEModel, pairs: Sequence[Pair], lists: Sequence[Sequence[Entity]]
+                  ) -> list:
+    """The cross-encoder's (s, c) of each batch of qi_scores: they depend on the pairs and the
+    entities, not on the logic (family, γ, brand γ), so one set serves every setting tried."""
+    import torch
+
+    from ebrm.table import EntityTable
+
+    out = []
+    with torch.inference_mode():
+        for a in range(0, len(pairs), QI_BATCH):
+            uniq = dict.fromkeys((normalize(p.query), k) for p, ents in zip(
+                pairs[a:a + QI_BATCH], lists[a:a + QI_BATCH], strict=True)
+                for k in EntityTable([ents]).keys)  # in qi_forward's order
+            out.append(_qe_probs(qe, list(uniq)))
+    return out
 
 
 def mean_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -130,6 +130,25 @@ def test_table_scoring_matches_training_forward(tiny):
     assert np.allclose(sat, tsat.numpy(), atol=1e-5) and np.allclose(ok, tok.numpy(), atol=1e-5)
 
 
+def test_qi_scores_with_judgements_computed_once_are_the_same(tiny):
+    """choose_logic runs the cross-encoder once (qi_judgements) for every logic setting: the
+    scores are those of running it again for each."""
+    from ebrm.train import QI_BATCH, qi_judgements, qi_scores
+
+    model, _ = tiny
+    titles = ["华为新款手机防摔", "小米超薄鼠标垫夏季", "罗技2024耳机正品", "手机壳", ""]
+    pairs = [Pair(q, t, 0) for q in ("华为手机", "鼠标垫", "耳机 罗技") for t in titles]
+    pairs = pairs * (QI_BATCH // len(pairs) + 1)  # two batches, the second partial
+    lists = model.entities([p.title for p in pairs])
+    judged = qi_judgements(model.qe, pairs, lists)
+    assert len(judged) == 2
+    for family, gamma, brand_gamma in [("product", 1.0, None), ("godel", 0.5, 1.0),
+                                       ("lukasiewicz", 2.0, 0.5)]:
+        assert np.array_equal(qi_scores(model.qe, pairs, lists, family, gamma, brand_gamma),
+                              qi_scores(model.qe, pairs, lists, family, gamma, brand_gamma,
+                                        judged))
+
+
 def test_entity_table_padding_is_neutral():
     t = EntityTable([[Entity("brand", "a")], [], [Entity("product", "p"), Entity("brand", "a")]])
     assert t.keys == [("brand", "a"), ("product", "p")]
