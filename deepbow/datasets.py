@@ -284,18 +284,27 @@ def write_pairs(pairs: list[Pair], path: str | Path) -> None:
                                     for p in pairs))
 
 
-def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], list[str]]:
-    """Texts for the vocabulary (training parts only) and the jieba user dictionary words."""
+def default_corpus(data_dir: Path | None = None,
+                   titles: list[TaggedTitle] | None = None) -> list[str]:
+    """The training texts (training parts only): QBQTC queries and titles, the NER train
+    titles (`titles`, when already read), the MultiCPR train queries."""
     d = data_dir or shared_data_dir()
     corpus: list[str] = []
     for name in ("qbqtc/dev.jsonl", "qbqtc/pilot.jsonl"):
         for p in read_pairs(d / name):
             if split_of(p.query) in SPLITS["train"]:
                 corpus += [p.query, p.title]
-    titles = ner_titles("train", d)
-    corpus += [t.text for t in titles]
+    corpus += [t.text for t in (titles if titles is not None else ner_titles("train", d))]
     with open(d / "multicpr_ecom/train.query.txt", encoding="utf-8") as fh:
         corpus += [line.split("\t", 1)[-1].strip() for line in fh]
+    return corpus
+
+
+def default_corpus_and_words(data_dir: Path | None = None) -> tuple[list[str], list[str]]:
+    """Texts for the vocabulary (default_corpus) and the jieba user dictionary words."""
+    d = data_dir or shared_data_dir()
+    titles = ner_titles("train", d)
+    corpus = default_corpus(d, titles)
     words = set()
     for f in sorted((d / "gazetteers").glob("*.dic")):
         words |= {normalize(w) for w in f.read_text(encoding="utf-8").split("\n")}
@@ -314,7 +323,7 @@ def product_lexicon(data_dir: Path | None = None) -> dict[str, float]:
 
     d = data_dir or shared_data_dir()
     titles = ner_titles("train", d)
-    corpus, _ = default_corpus_and_words(d)
+    corpus = default_corpus(d, titles)  # the texts only: not the user words, costly and unused
     gazetteer = set()
     for f in sorted((d / "gazetteers").glob("product*.dic")):
         gazetteer |= {w for w in (normalize(x) for x in f.read_text(encoding="utf-8").split("\n"))

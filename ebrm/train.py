@@ -27,7 +27,7 @@ from deepbow.datasets import (
     NER_TRAIN,
     SPLITS,
     TaggedTitle,
-    default_corpus_and_words,
+    default_corpus,
     ecommerce_pairs,
     finetune_split,
     read_ner_raw,
@@ -336,7 +336,7 @@ def train_ebrm(out: str | Path, cfg: EbrmConfig, data_dir: Path | None = None,
     t_start = time.time()
     d = data_dir or shared_data_dir()
     gold = gold_titles(NER_TRAIN, d)
-    corpus, _ = default_corpus_and_words(d)
+    corpus = default_corpus(d)  # the training texts; the user words are DeepBoW's
     tagger = load_tagger(tagger_from) if tagger_from else None
     lexicon = tagger.lexicon if tagger is not None else lexicon_for(corpus, d)
     model = train_from_titles(gold, corpus, lexicon, cfg, tagger=tagger, log=log)

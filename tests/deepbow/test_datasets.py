@@ -100,3 +100,30 @@ def test_finetune_split_holds_out_whole_queries_or_refuses():
     assert finetune_split(pairs, given) == (pairs, given)  # given validation pairs: all kept
     with pytest.raises(InputError, match="give --valid"):
         finetune_split(pairs[:1], None)
+
+
+def _tiny_shared_data(d):
+    """The files default_corpus reads, a few lines each."""
+    (d / "qbqtc").mkdir()
+    lines = [f'{{"query": "查询{i}", "title": "标题{i}", "label": 1}}\n' for i in range(20)]
+    (d / "qbqtc/dev.jsonl").write_text("".join(lines[:10]), encoding="utf-8")
+    (d / "qbqtc/pilot.jsonl").write_text("".join(lines[10:]), encoding="utf-8")
+    (d / "ecommerce_ner").mkdir()
+    title = [("华", "B-HPPX"), ("为", "I-HPPX"), ("手", "B-HCCX"), ("机", "I-HCCX")]
+    ner = "\n".join(f"{c} {t}" for c, t in title) + "\n\n"
+    (d / "ecommerce_ner/taobao_ner_train.txt").write_text(ner * 2, encoding="utf-8")
+    (d / "ecommerce_ner/taobao_brandproduct_train.bieos").write_text(ner, encoding="utf-8")
+    (d / "multicpr_ecom").mkdir()
+    (d / "multicpr_ecom/train.query.txt").write_text("1\t手机壳\n2\t华为\n", encoding="utf-8")
+    (d / "gazetteers").mkdir()
+    (d / "gazetteers/product.dic").write_text("手机\n手机壳\n", encoding="utf-8")
+
+
+def test_default_corpus_is_the_corpus_of_default_corpus_and_words(tmp_path):
+    from deepbow.datasets import default_corpus, default_corpus_and_words, product_lexicon
+
+    _tiny_shared_data(tmp_path)
+    corpus, words = default_corpus_and_words(tmp_path)
+    assert default_corpus(tmp_path) == corpus
+    assert "华为手机" in corpus and "手机壳" in corpus and "手机" in words
+    assert product_lexicon(tmp_path) == {"手机": 1.0, "手机壳": 0.0}
