@@ -28,13 +28,14 @@ import numpy as np
 from pyroaring import BitMap
 
 from deepbow.errors import InputError
-from deepbow.explain import Explanation, MatchRow
+from deepbow.explain import Explanation
 from deepbow.fileio import dir_lock
 from deepbow.readers import check_item
 from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, Editor, compile_edits, journal_of
 from index.edits import replay
 from index.folder import check_replaceable, listed_files, prune
+from index.hits import make_explanation, make_hit
 from index.inverted import InvertedIndex, Segment
 from index.journal import JOURNAL
 from index.segments import Hit, SegmentStore
@@ -369,12 +370,8 @@ class Catalogue:
 
     def _hit(self, qv: SparseVector, doc: int, score_int: int, n_words: int, edits=None) -> Hit:
         item = self.item(doc)
-        scale = qv.scale * self.index.scale
         _, contrib = self._contributions(qv, doc, edits)
-        order = np.argsort(-contrib, kind="stable")[:n_words]
-        matched = [(qv.words[i], float(contrib[i] * scale)) for i in order if contrib[i] > 0]
-        fields = {k: v for k, v in item.items() if k not in ("id", "title")}
-        return Hit(item["id"], score_int * scale, item["title"], fields, matched)
+        return make_hit(qv, item, contrib, score_int, self.index.scale, n_words)
 
     def explain(self, query: str, item_id: str, edits: CompiledEdits | None = None
                 ) -> Explanation:
@@ -383,15 +380,8 @@ class Catalogue:
         edits = edits if edits is not None else self.journal_edits()
         qv = edits.words.apply(self.model.encode([query], "query")[0])
         dcodes, contrib = self._contributions(qv, self.id_map()[item_id], edits)
-        scale = qv.scale * self.index.scale
-        exp = qv.expanded if qv.expanded is not None else np.zeros(len(qv), bool)
-        rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * self.index.scale),
-                         float(contrib[i] * scale), bool(exp[i]), False)
-                for i in np.nonzero(dcodes)[0]]
-        rows.sort(key=lambda r: -r.contribution)
-        score = int(contrib.sum()) * scale
-        return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
-                           qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
+        return make_explanation(self.model, query, item["title"], qv, dcodes, contrib,
+                                self.index.scale)
 
     def stats(self) -> dict:
         self.refresh()

@@ -26,10 +26,11 @@ from scipy import sparse
 
 from deepbow.edits import WordEdits
 from deepbow.errors import InputError
-from deepbow.explain import Explanation, MatchRow
+from deepbow.explain import Explanation
 from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, journal_of
 from index.edits import replay
+from index.hits import make_explanation, make_hit
 from index.milvus import DEFAULT_URI, Meta, MilvusError, MilvusIndex
 from index.segments import Hit, item_filters
 
@@ -118,12 +119,8 @@ class MilvusCatalogue:
     def _hit(self, qv: SparseVector, item: dict, codes: dict[int, int], score_int: int,
              n_words: int) -> Hit:
         """The Hit `Catalogue._hit` makes: same score, same top matched words."""
-        scale = qv.scale * self.index.meta.scale
         _, contrib = self._contributions(qv, codes)
-        order = np.argsort(-contrib, kind="stable")[:n_words]
-        matched = [(qv.words[i], float(contrib[i] * scale)) for i in order if contrib[i] > 0]
-        fields = {k: v for k, v in item.items() if k not in ("id", "title")}
-        return Hit(item["id"], score_int * scale, item["title"], fields, matched)
+        return make_hit(qv, item, contrib, score_int, self.index.meta.scale, n_words)
 
     def _get(self, item_id: str) -> tuple[int, dict, dict[int, int]]:
         got = self.index.get([str(item_id)]).get(str(item_id))
@@ -139,16 +136,8 @@ class MilvusCatalogue:
         _, item, codes = self._get(item_id)
         qv = self.query_vectors([query], edits)[0]
         dcodes, contrib = self._contributions(qv, codes)
-        tscale = self.index.meta.scale
-        scale = qv.scale * tscale
-        exp = qv.expanded if qv.expanded is not None else np.zeros(len(qv), bool)
-        rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * tscale),
-                         float(contrib[i] * scale), bool(exp[i]), False)
-                for i in np.nonzero(dcodes)[0]]
-        rows.sort(key=lambda r: -r.contribution)
-        score = int(contrib.sum()) * scale
-        return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
-                           qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
+        return make_explanation(self.model, query, item["title"], qv, dcodes, contrib,
+                                self.index.meta.scale)
 
 
 def journal_word_edits(path: str | Path, vocab) -> WordEdits:
