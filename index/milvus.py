@@ -298,18 +298,20 @@ class MilvusIndex:
     def upsert(self, docs: Sequence[int], items: Sequence[dict], codes: sparse.csr_matrix,
                batch: int = 2000) -> int:
         """Insert or replace items (an id already there is replaced whole)."""
-        rows = self.rows(docs, items, codes)
-        for a in range(0, len(rows), batch):
-            self.client.upsert(self.collection, rows[a:a + batch])
-        return len(rows)
+        return self._write(self.client.upsert, docs, items, codes, batch)
 
     @milvus_errors
     def insert(self, docs: Sequence[int], items: Sequence[dict], codes: sparse.csr_matrix,
                batch: int = 2000) -> int:
         """Insert new items (faster than upsert; a bulk load into an empty collection)."""
+        return self._write(self.client.insert, docs, items, codes, batch)
+
+    def _write(self, send, docs: Sequence[int], items: Sequence[dict],
+               codes: sparse.csr_matrix, batch: int) -> int:
+        """The items' rows sent in batches by `send` (the client's insert or upsert)."""
         rows = self.rows(docs, items, codes)
         for a in range(0, len(rows), batch):
-            self.client.insert(self.collection, rows[a:a + batch])
+            send(self.collection, rows[a:a + batch])
         return len(rows)
 
     @milvus_errors
