@@ -235,12 +235,13 @@ class Catalogue:
         and remember each folded (item, word) with its original code."""
         from scipy import sparse
 
-        overlay = self.journal_edits().overlay
+        compiled = self.journal_edits()
+        overlay = compiled.overlay
         if not overlay:
             return
         folded = {(f["item"], f["word"]): f for f in self.folded_edits()}
         words_of: dict[str, set[str]] = {}
-        for item, word in [*self.journal_edits().state.doc_weights, *folded]:
+        for item, word in [*compiled.state.doc_weights, *folded]:
             words_of.setdefault(item, set()).add(word)
         docs, rows, items = [], [], []
         for doc, over in sorted(overlay.items()):

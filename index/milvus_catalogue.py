@@ -28,7 +28,7 @@ from deepbow.edits import WordEdits
 from deepbow.errors import InputError
 from deepbow.explain import Explanation
 from deepbow.sparse import SparseVector
-from index.editor import CompiledEdits, journal_of
+from index.editor import CompiledEdits, journal_of, read_edits
 from index.edits import replay
 from index.hits import make_explanation, make_hit
 from index.milvus import DEFAULT_URI, Meta, MilvusError, MilvusIndex
@@ -143,7 +143,7 @@ class MilvusCatalogue:
 def journal_word_edits(path: str | Path, vocab) -> WordEdits:
     """The word-level edits (scales, bans, links) of a journal file or index directory, for
     `edits=`: what a Milvus-served catalogue applies at query time."""
-    return WordEdits.compile(replay(journal_of(path).read()), vocab)
+    return WordEdits.compile(read_edits(path), vocab)
 
 
 def filter_meta(model_id: str, scale: float, n_terms: int, items: Iterable[dict],
