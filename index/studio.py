@@ -33,12 +33,12 @@ from deepbow.explain import LABEL_NAMES
 from deepbow.readers import parse_json
 from index.editor import Editor
 from index.edits import describe, replay
+from index.rerank import SCORERS
 
 PAGE = Path(__file__).with_name("studio.html")
 MAX_BODY = 64 * 1024
 MAX_K = 200
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-SCORERS = ("deepbow", "ebrm", "hybrid")
 
 
 class Studio:
