@@ -298,7 +298,7 @@ class Catalogue:
         edits = edits if edits is not None else self.journal_edits()
         k = min(int(k), self.index.n_docs)  # no more hits than documents can come back
         mask, side = self._masks(filters, edits)
-        qvs = [edits.words.apply(qv) for qv in self.model.encode(list(queries), "query")]
+        qvs = self.query_vectors(queries, edits)
         found = self.index.batch_search_codes([(qv.ids, qv.codes) for qv in qvs], k, mask=mask,
                                               threads=threads)
         out = []
@@ -374,12 +374,19 @@ class Catalogue:
         _, contrib = self._contributions(qv, doc, edits)
         return make_hit(qv, item, contrib, score_int, self.index.scale, n_words)
 
-    def explain(self, query: str, item_id: str, edits: CompiledEdits | None = None
-                ) -> Explanation:
-        """The query–item score as the index computes it, word by word."""
+    def query_vectors(self, queries: Sequence[str], edits: CompiledEdits | None = None
+                      ) -> list[SparseVector]:
+        """The queries' vectors as search scores them: encoded, the word edits applied."""
+        edits = edits if edits is not None else self.journal_edits()
+        return [edits.words.apply(qv) for qv in self.model.encode(list(queries), "query")]
+
+    def explain(self, query: str, item_id: str, edits: CompiledEdits | None = None,
+                qv: SparseVector | None = None) -> Explanation:
+        """The query–item score as the index computes it, word by word. `qv`: the query's
+        vector from `query_vectors(.., edits)`, when the caller explains many items of it."""
         item = self.item_by_id(item_id)
         edits = edits if edits is not None else self.journal_edits()
-        qv = edits.words.apply(self.model.encode([query], "query")[0])
+        qv = qv if qv is not None else self.query_vectors([query], edits)[0]
         dcodes, contrib = self._contributions(qv, self.id_map()[item_id], edits)
         return make_explanation(self.model, query, item["title"], qv, dcodes, contrib,
                                 self.index.scale)

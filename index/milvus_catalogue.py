@@ -131,10 +131,12 @@ class MilvusCatalogue:
     def item_by_id(self, item_id: str) -> dict:
         return self._get(item_id)[1]
 
-    def explain(self, query: str, item_id: str, edits=None) -> Explanation:
-        """The query–item score word by word, from the vector Milvus holds."""
+    def explain(self, query: str, item_id: str, edits=None,
+                qv: SparseVector | None = None) -> Explanation:
+        """The query–item score word by word, from the vector Milvus holds (`qv`: the query's
+        vector from `query_vectors`, as for `Catalogue.explain`)."""
         _, item, codes = self._get(item_id)
-        qv = self.query_vectors([query], edits)[0]
+        qv = qv if qv is not None else self.query_vectors([query], edits)[0]
         dcodes, contrib = self._contributions(qv, codes)
         return make_explanation(self.model, query, item["title"], qv, dcodes, contrib,
                                 self.index.meta.scale)

@@ -74,11 +74,12 @@ class Studio:
                 raise InputError(f"scorer {scorer!r} needs EBRM (start the studio with --ebrm)")
             else:
                 ranked = self.reranker.rerank(q, k, scorer, edits=edits)
+            qv = self.served.query_vectors([q], edits)[0] if ranked else None
             return {"query": q, "scorer": scorer,
-                    "hits": [self._hit(q, h, score, edits) for h, score in ranked]}
+                    "hits": [self._hit(q, h, score, edits, qv) for h, score in ranked]}
 
-    def _hit(self, q: str, h, score: float, edits) -> dict:
-        ex = self.served.explain(q, h.id, edits)
+    def _hit(self, q: str, h, score: float, edits, qv) -> dict:
+        ex = self.served.explain(q, h.id, edits, qv=qv)  # the query encoded once, not per hit
         over = edits.overlay.get(self.cat.id_map().get(h.id, -1), {})
         edited = {self.cat.model.vocab.term_name(t) for t in over}
         row = {"id": h.id, "title": h.title, "score": score, "deepbow_score": h.score,
