@@ -34,7 +34,7 @@ from deepbow.readers import check_item
 from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, Editor, compile_edits, journal_of
 from index.edits import replay
-from index.folder import check_replaceable, listed_files, prune
+from index.folder import LINK_FILE, check_replaceable, listed_files, prune
 from index.hits import make_explanation, make_hit
 from index.inverted import InvertedIndex, Segment
 from index.journal import JOURNAL
@@ -42,7 +42,6 @@ from index.segments import Hit, SegmentStore
 from index.view import STALE, open_view, signature
 
 INDEX_BATCH = 2048
-LINK_FILE = "milvus.json"  # where the index's Milvus copy is (index/milvus_link.py)
 
 
 class Catalogue:

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deepbow.fileio import atomic_write_text
-from index.catalogue import LINK_FILE
 from index.editor import journal_of
+from index.folder import LINK_FILE
 from index.milvus import MilvusError, MilvusIndex, check_uri
 from index.milvus_catalogue import MilvusCatalogue, export_catalogue, mirror, sync_item_edits
 
