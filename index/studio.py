@@ -32,7 +32,7 @@ from deepbow.errors import DeepBowError, InputError
 from deepbow.explain import LABEL_NAMES
 from deepbow.readers import parse_json
 from index.editor import Editor
-from index.edits import describe, replay
+from index.edits import active_seqs, describe
 from index.rerank import SCORERS
 
 PAGE = Path(__file__).with_name("studio.html")
@@ -117,7 +117,7 @@ class Studio:
 
     def log(self) -> dict:
         records = self.editor.log()
-        active = replay(records).active
+        active = active_seqs(records)
         return {"edits": [{**r, "text": describe(r), "active": r["seq"] in active}
                           for r in records]}
 
