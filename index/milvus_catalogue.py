@@ -184,9 +184,8 @@ def _alive_rows(cat, edits=None):
             delta = sparse.csr_matrix((c - old, (r, t)), shape=codes.shape)
             codes = sparse.csr_matrix(codes.astype(np.int64) + delta).astype(np.uint8)
             codes.eliminate_zeros()
-        docs = np.arange(seg.doc_base, seg.doc_base + seg.n_docs, dtype=np.int64)
-        keep = np.nonzero([d not in cat.index.deleted for d in docs.tolist()])[0]
-        yield docs[keep], [items[i] for i in keep], codes[keep]
+        keep = np.nonzero(cat.index.alive_mask()[seg.doc_base:seg.doc_base + seg.n_docs])[0]
+        yield keep + seg.doc_base, [items[i] for i in keep], codes[keep]
 
 
 def export_catalogue(cat, uri: str = DEFAULT_URI, collection: str = "deepbow", edits=None,
