@@ -28,20 +28,20 @@ import numpy as np
 from pyroaring import BitMap
 
 from deepbow.errors import InputError
-from deepbow.explain import Explanation, MatchRow
+from deepbow.explain import Explanation
 from deepbow.fileio import dir_lock
 from deepbow.readers import check_item
 from deepbow.sparse import SparseVector
 from index.editor import CompiledEdits, Editor, compile_edits, journal_of
 from index.edits import replay
-from index.folder import check_replaceable, listed_files, prune
+from index.folder import LINK_FILE, check_replaceable, listed_files, prune
+from index.hits import make_explanation, make_hit
 from index.inverted import InvertedIndex, Segment
 from index.journal import JOURNAL
 from index.segments import Hit, SegmentStore
 from index.view import STALE, open_view, signature
 
 INDEX_BATCH = 2048
-LINK_FILE = "milvus.json"  # where the index's Milvus copy is (index/milvus_link.py)
 
 
 class Catalogue:
@@ -234,12 +234,13 @@ class Catalogue:
         and remember each folded (item, word) with its original code."""
         from scipy import sparse
 
-        overlay = self.journal_edits().overlay
+        compiled = self.journal_edits()
+        overlay = compiled.overlay
         if not overlay:
             return
         folded = {(f["item"], f["word"]): f for f in self.folded_edits()}
         words_of: dict[str, set[str]] = {}
-        for item, word in [*self.journal_edits().state.doc_weights, *folded]:
+        for item, word in [*compiled.state.doc_weights, *folded]:
             words_of.setdefault(item, set()).add(word)
         docs, rows, items = [], [], []
         for doc, over in sorted(overlay.items()):
@@ -296,7 +297,7 @@ class Catalogue:
         edits = edits if edits is not None else self.journal_edits()
         k = min(int(k), self.index.n_docs)  # no more hits than documents can come back
         mask, side = self._masks(filters, edits)
-        qvs = [edits.words.apply(qv) for qv in self.model.encode(list(queries), "query")]
+        qvs = self.query_vectors(queries, edits)
         found = self.index.batch_search_codes([(qv.ids, qv.codes) for qv in qvs], k, mask=mask,
                                               threads=threads)
         out = []
@@ -369,29 +370,25 @@ class Catalogue:
 
     def _hit(self, qv: SparseVector, doc: int, score_int: int, n_words: int, edits=None) -> Hit:
         item = self.item(doc)
-        scale = qv.scale * self.index.scale
         _, contrib = self._contributions(qv, doc, edits)
-        order = np.argsort(-contrib, kind="stable")[:n_words]
-        matched = [(qv.words[i], float(contrib[i] * scale)) for i in order if contrib[i] > 0]
-        fields = {k: v for k, v in item.items() if k not in ("id", "title")}
-        return Hit(item["id"], score_int * scale, item["title"], fields, matched)
+        return make_hit(qv, item, contrib, score_int, self.index.scale, n_words)
 
-    def explain(self, query: str, item_id: str, edits: CompiledEdits | None = None
-                ) -> Explanation:
-        """The query–item score as the index computes it, word by word."""
+    def query_vectors(self, queries: Sequence[str], edits: CompiledEdits | None = None
+                      ) -> list[SparseVector]:
+        """The queries' vectors as search scores them: encoded, the word edits applied."""
+        edits = edits if edits is not None else self.journal_edits()
+        return [edits.words.apply(qv) for qv in self.model.encode(list(queries), "query")]
+
+    def explain(self, query: str, item_id: str, edits: CompiledEdits | None = None,
+                qv: SparseVector | None = None) -> Explanation:
+        """The query–item score as the index computes it, word by word. `qv`: the query's
+        vector from `query_vectors(.., edits)`, when the caller explains many items of it."""
         item = self.item_by_id(item_id)
         edits = edits if edits is not None else self.journal_edits()
-        qv = edits.words.apply(self.model.encode([query], "query")[0])
+        qv = qv if qv is not None else self.query_vectors([query], edits)[0]
         dcodes, contrib = self._contributions(qv, self.id_map()[item_id], edits)
-        scale = qv.scale * self.index.scale
-        exp = qv.expanded if qv.expanded is not None else np.zeros(len(qv), bool)
-        rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * self.index.scale),
-                         float(contrib[i] * scale), bool(exp[i]), False)
-                for i in np.nonzero(dcodes)[0]]
-        rows.sort(key=lambda r: -r.contribution)
-        score = int(contrib.sum()) * scale
-        return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
-                           qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
+        return make_explanation(self.model, query, item["title"], qv, dcodes, contrib,
+                                self.index.scale)
 
     def stats(self) -> dict:
         self.refresh()

@@ -213,7 +213,9 @@ class EditState(Edits):
         return out
 
 
-def replay(records: list[dict]) -> EditState:
+def active_seqs(records: list[dict]) -> set[int]:
+    """The seqs of the records that count (no counting undo targets them): what the log
+    marks in force and an undo checks, without replaying the edits themselves."""
     undos_of: dict[int, list[int]] = {}
     for r in records:
         if r["op"] == "undo":
@@ -221,9 +223,13 @@ def replay(records: list[dict]) -> EditState:
     counts: dict[int, bool] = {}
     for r in reversed(records):  # targets are older than their undos
         counts[r["seq"]] = not any(counts.get(u, False) for u in undos_of.get(r["seq"], ()))
-    st = EditState(active={s for s, on in counts.items() if on})
+    return {s for s, on in counts.items() if on}
+
+
+def replay(records: list[dict]) -> EditState:
+    st = EditState(active=active_seqs(records))
     for r in records:
-        if counts[r["seq"]]:
+        if r["seq"] in st.active:
             _apply(st, r["op"], r["args"])
     return st
 
@@ -249,5 +255,5 @@ def _apply(st: EditState, op: str, a: dict) -> None:
 def check_undo(records: list[dict], target: int) -> None:
     if target not in {r["seq"] for r in records}:
         raise EditError(f"no edit #{target} in the journal")
-    if target not in replay(records).active:
+    if target not in active_seqs(records):
         raise EditError(f"edit #{target} is already undone (undo the undo instead)")

@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 from index.integrity import IndexFileError, read_index_manifest
+from index.journal import JOURNAL
 
-# milvus.json: where the index's Milvus copy is (index/milvus_link.py)
-OWN_FILES = ("manifest.json", ".lock", "edits.jsonl", "milvus.json")
+LINK_FILE = "milvus.json"  # where the index's Milvus copy is (index/milvus_link.py)
+OWN_FILES = ("manifest.json", ".lock", JOURNAL, LINK_FILE)
 
 
 def check_replaceable(path: Path, overwrite: bool) -> None:

@@ -40,8 +40,10 @@ from deepbow.sparse import QUERY_MAX_CODE, TITLE_MAX_CODE
 from index import kernels, kernels_blockmax, query_arrays
 from index.folder import check_replaceable, listed_files, prune
 from index.integrity import (
+    DTYPES,
     FORMAT,
     FORMAT_VERSION,
+    V1_ARRAYS,
     IndexFileError,
     check_arrays,
     check_deleted,
@@ -51,8 +53,7 @@ from index.integrity import (
 )
 from index.segment import Segment
 
-V1_ARRAYS = ("indptr", "docs", "impacts", "max_impact")
-ARRAYS = (*V1_ARRAYS, "bptr", "blk_last", "blk_max")
+ARRAYS = tuple(DTYPES)  # a segment's arrays, one .npy file each (V1_ARRAYS before version 2)
 BATCH_CHUNK = 64  # queries per kernel call in batch_search
 _SCRATCH = threading.local()  # each thread's kernel workspace, reused across queries
 __all__ = ["FORMAT", "FORMAT_VERSION", "IndexFileError", "InvertedIndex", "Segment",

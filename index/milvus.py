@@ -42,14 +42,14 @@ from scipy import sparse
 
 from deepbow.errors import DeepBowError
 from deepbow.locations import milvus_token
-from index.segments import item_filters
+from index.segments import FILTER_MAX_LEN, item_filters
 
 FORMAT = "deepbow-milvus"
 FORMAT_VERSION = 1
 DEFAULT_URI = "deepbow-milvus.db"
 MAX_LIMIT = 16384
 ID_MAX_BYTES = 1024
-VALUE_MAX_BYTES = 256  # filter values are at most 64 characters (index.segments)
+VALUE_MAX_BYTES = 4 * FILTER_MAX_LEN  # a filter value's characters in UTF-8, at most
 FLOAT_SLACK = 1e-4  # relative bound on Milvus's float32 error (observed ~1e-7)
 _PLAIN = re.compile(r"[^\"'\\\x00-\x1f\x7f\x85\u2028\u2029]+")
 _LITE_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,36}")
@@ -298,18 +298,20 @@ class MilvusIndex:
     def upsert(self, docs: Sequence[int], items: Sequence[dict], codes: sparse.csr_matrix,
                batch: int = 2000) -> int:
         """Insert or replace items (an id already there is replaced whole)."""
-        rows = self.rows(docs, items, codes)
-        for a in range(0, len(rows), batch):
-            self.client.upsert(self.collection, rows[a:a + batch])
-        return len(rows)
+        return self._write(self.client.upsert, docs, items, codes, batch)
 
     @milvus_errors
     def insert(self, docs: Sequence[int], items: Sequence[dict], codes: sparse.csr_matrix,
                batch: int = 2000) -> int:
         """Insert new items (faster than upsert; a bulk load into an empty collection)."""
+        return self._write(self.client.insert, docs, items, codes, batch)
+
+    def _write(self, send, docs: Sequence[int], items: Sequence[dict],
+               codes: sparse.csr_matrix, batch: int) -> int:
+        """The items' rows sent in batches by `send` (the client's insert or upsert)."""
         rows = self.rows(docs, items, codes)
         for a in range(0, len(rows), batch):
-            self.client.insert(self.collection, rows[a:a + batch])
+            send(self.collection, rows[a:a + batch])
         return len(rows)
 
     @milvus_errors

@@ -26,10 +26,11 @@ from scipy import sparse
 
 from deepbow.edits import WordEdits
 from deepbow.errors import InputError
-from deepbow.explain import Explanation, MatchRow
+from deepbow.explain import Explanation
 from deepbow.sparse import SparseVector
-from index.editor import CompiledEdits, journal_of
+from index.editor import CompiledEdits, journal_of, read_edits
 from index.edits import replay
+from index.hits import make_explanation, make_hit
 from index.milvus import DEFAULT_URI, Meta, MilvusError, MilvusIndex
 from index.segments import Hit, item_filters
 
@@ -118,12 +119,8 @@ class MilvusCatalogue:
     def _hit(self, qv: SparseVector, item: dict, codes: dict[int, int], score_int: int,
              n_words: int) -> Hit:
         """The Hit `Catalogue._hit` makes: same score, same top matched words."""
-        scale = qv.scale * self.index.meta.scale
         _, contrib = self._contributions(qv, codes)
-        order = np.argsort(-contrib, kind="stable")[:n_words]
-        matched = [(qv.words[i], float(contrib[i] * scale)) for i in order if contrib[i] > 0]
-        fields = {k: v for k, v in item.items() if k not in ("id", "title")}
-        return Hit(item["id"], score_int * scale, item["title"], fields, matched)
+        return make_hit(qv, item, contrib, score_int, self.index.meta.scale, n_words)
 
     def _get(self, item_id: str) -> tuple[int, dict, dict[int, int]]:
         got = self.index.get([str(item_id)]).get(str(item_id))
@@ -134,27 +131,21 @@ class MilvusCatalogue:
     def item_by_id(self, item_id: str) -> dict:
         return self._get(item_id)[1]
 
-    def explain(self, query: str, item_id: str, edits=None) -> Explanation:
-        """The query–item score word by word, from the vector Milvus holds."""
+    def explain(self, query: str, item_id: str, edits=None,
+                qv: SparseVector | None = None) -> Explanation:
+        """The query–item score word by word, from the vector Milvus holds (`qv`: the query's
+        vector from `query_vectors`, as for `Catalogue.explain`)."""
         _, item, codes = self._get(item_id)
-        qv = self.query_vectors([query], edits)[0]
+        qv = qv if qv is not None else self.query_vectors([query], edits)[0]
         dcodes, contrib = self._contributions(qv, codes)
-        tscale = self.index.meta.scale
-        scale = qv.scale * tscale
-        exp = qv.expanded if qv.expanded is not None else np.zeros(len(qv), bool)
-        rows = [MatchRow(qv.words[i], float(qv.weights[i]), float(dcodes[i] * tscale),
-                         float(contrib[i] * scale), bool(exp[i]), False)
-                for i in np.nonzero(dcodes)[0]]
-        rows.sort(key=lambda r: -r.contribution)
-        score = int(contrib.sum()) * scale
-        return Explanation(query, item["title"], score, int(self.model.label([score])[0]), rows,
-                           qv, SparseVector(np.zeros(0, np.int32), np.zeros(0, np.int32)))
+        return make_explanation(self.model, query, item["title"], qv, dcodes, contrib,
+                                self.index.meta.scale)
 
 
 def journal_word_edits(path: str | Path, vocab) -> WordEdits:
     """The word-level edits (scales, bans, links) of a journal file or index directory, for
     `edits=`: what a Milvus-served catalogue applies at query time."""
-    return WordEdits.compile(replay(journal_of(path).read()), vocab)
+    return WordEdits.compile(read_edits(path), vocab)
 
 
 def filter_meta(model_id: str, scale: float, n_terms: int, items: Iterable[dict],
@@ -193,9 +184,8 @@ def _alive_rows(cat, edits=None):
             delta = sparse.csr_matrix((c - old, (r, t)), shape=codes.shape)
             codes = sparse.csr_matrix(codes.astype(np.int64) + delta).astype(np.uint8)
             codes.eliminate_zeros()
-        docs = np.arange(seg.doc_base, seg.doc_base + seg.n_docs, dtype=np.int64)
-        keep = np.nonzero([d not in cat.index.deleted for d in docs.tolist()])[0]
-        yield docs[keep], [items[i] for i in keep], codes[keep]
+        keep = np.nonzero(cat.index.alive_mask()[seg.doc_base:seg.doc_base + seg.n_docs])[0]
+        yield keep + seg.doc_base, [items[i] for i in keep], codes[keep]
 
 
 def export_catalogue(cat, uri: str = DEFAULT_URI, collection: str = "deepbow", edits=None,

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deepbow.fileio import atomic_write_text
-from index.catalogue import LINK_FILE
 from index.editor import journal_of
+from index.folder import LINK_FILE
 from index.milvus import MilvusError, MilvusIndex, check_uri
 from index.milvus_catalogue import MilvusCatalogue, export_catalogue, mirror, sync_item_edits
 
@@ -94,12 +94,15 @@ def export_linked(cat, uri: str, collection: str, overwrite: bool = False,
     return n
 
 
-def stale_reason(index_dir: str | Path, link: Link) -> str | None:
-    """Why DIR's copy is behind the directory, or None when it is in step."""
+def stale_reason(index_dir: str | Path, link: Link, records: list[dict] | None = None
+                 ) -> str | None:
+    """Why DIR's copy is behind the directory, or None when it is in step. `records`: the
+    journal's, when the caller has just read them."""
     if link.index_state != index_state(index_dir):
         return "the index changed since it was written"
-    later = [r for r in journal_of(index_dir).read()
-             if r["seq"] > link.journal_seq and r["op"] in ITEM_OPS]
+    if records is None:
+        records = journal_of(index_dir).read()
+    later = [r for r in records if r["seq"] > link.journal_seq and r["op"] in ITEM_OPS]
     if later:
         return f"{len(later)} per-item weight edit(s) or undo(s) since it was written"
     return None
@@ -127,7 +130,7 @@ def sync(cat, changed_ids=None, before: str | None = None) -> str | None:
         return None
     records = journal_of(cat.path).read()
     now = index_state(cat.path)
-    if link.index_state == now and stale_reason(cat.path, link) is None:
+    if link.index_state == now and stale_reason(cat.path, link, records) is None:
         write_link(cat.path, Link(link.uri, link.collection, now, _last_seq(records)))
         return f"{link.collection} at {link.uri}: in step"
     if link.index_state != now and not (changed_ids is not None

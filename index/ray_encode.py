@@ -33,7 +33,7 @@ import numpy as np
 from deepbow.errors import DeepBowError, InputError
 from index.catalogue import INDEX_BATCH
 from index.shards import parquet_item, parse_line, shard_files, split_lines
-from index.vectors import table_codes, vectors_table, write_manifest
+from index.vectors import check_out, table_codes, vectors_table, write_manifest
 
 LINES_PER_BLOCK = 65536
 
@@ -291,11 +291,9 @@ def write_vectors(paths: Sequence[str | Path], model, model_path: str | Path,
     collecting anything on the driver (what `encode-catalogue IN --out vectors.parquet` needs).
     Duplicate ids are not checked across shards here."""
     from deepbow.fileio import staged_dir
-    from index.vectors import VectorsFileError
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise VectorsFileError(f"{out} exists: refusing to overwrite it (use --overwrite)")
+    check_out(out, overwrite)
     files, kind = _shards(paths)
     cfg = cfg or RayConfig()
     with ray_session(cfg), _clean_errors(), staged_dir(out) as tmp:

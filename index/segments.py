@@ -83,6 +83,7 @@ class SegmentStore:
                                  f"from 0 to the {size} bytes of the items)")
         self.offsets = off
         self._filters: dict | None = None
+        self._bitmaps: dict[tuple[str, str], BitMap] = {}
         self._ids: list[str] | None = None
 
     @staticmethod
@@ -153,6 +154,14 @@ class SegmentStore:
         return self._filters
 
     def filter(self, fname: str, value: str) -> BitMap:
+        """The local doc numbers of field=value, decoded once per store (the files never
+        change) rather than on every search; callers must not change the bitmap."""
+        bm = self._bitmaps.get((fname, value))
+        if bm is None:
+            bm = self._bitmaps[(fname, value)] = self._decode(fname, value)
+        return bm
+
+    def _decode(self, fname: str, value: str) -> BitMap:
         hexed = self._filter_table().get(fname, {}).get(value)
         if not hexed:
             return BitMap()

@@ -32,13 +32,13 @@ from deepbow.errors import DeepBowError, InputError
 from deepbow.explain import LABEL_NAMES
 from deepbow.readers import parse_json
 from index.editor import Editor
-from index.edits import describe, replay
+from index.edits import active_seqs, describe
+from index.rerank import SCORERS
 
 PAGE = Path(__file__).with_name("studio.html")
 MAX_BODY = 64 * 1024
 MAX_K = 200
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-SCORERS = ("deepbow", "ebrm", "hybrid")
 
 
 class Studio:
@@ -74,11 +74,12 @@ class Studio:
                 raise InputError(f"scorer {scorer!r} needs EBRM (start the studio with --ebrm)")
             else:
                 ranked = self.reranker.rerank(q, k, scorer, edits=edits)
+            qv = self.served.query_vectors([q], edits)[0] if ranked else None
             return {"query": q, "scorer": scorer,
-                    "hits": [self._hit(q, h, score, edits) for h, score in ranked]}
+                    "hits": [self._hit(q, h, score, edits, qv) for h, score in ranked]}
 
-    def _hit(self, q: str, h, score: float, edits) -> dict:
-        ex = self.served.explain(q, h.id, edits)
+    def _hit(self, q: str, h, score: float, edits, qv) -> dict:
+        ex = self.served.explain(q, h.id, edits, qv=qv)  # the query encoded once, not per hit
         over = edits.overlay.get(self.cat.id_map().get(h.id, -1), {})
         edited = {self.cat.model.vocab.term_name(t) for t in over}
         row = {"id": h.id, "title": h.title, "score": score, "deepbow_score": h.score,
@@ -116,7 +117,7 @@ class Studio:
 
     def log(self) -> dict:
         records = self.editor.log()
-        active = replay(records).active
+        active = active_seqs(records)
         return {"edits": [{**r, "text": describe(r), "active": r["seq"] in active}
                           for r in records]}
 

@@ -84,6 +84,13 @@ def write_manifest(folder: Path, model_id: str, scale: float, n_terms: int) -> d
     return manifest
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """A vectors directory is written where nothing is, or over anything with `overwrite`:
+    refused before any encoding starts."""
+    if Path(out).exists() and not overwrite:
+        raise VectorsFileError(f"{out} exists: refusing to overwrite it (use --overwrite)")
+
+
 def write_vectors(items: Sequence[dict], codes: sparse.csr_matrix, out: str | Path,
                   model_id: str, scale: float, overwrite: bool = False,
                   first_doc: int = 0) -> dict:
@@ -93,8 +100,7 @@ def write_vectors(items: Sequence[dict], codes: sparse.csr_matrix, out: str | Pa
     from deepbow.fileio import staged_dir
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise VectorsFileError(f"{out} exists: refusing to overwrite it (use --overwrite)")
+    check_out(out, overwrite)
     docs = np.arange(first_doc, first_doc + len(items), dtype=np.int64)
     with staged_dir(out) as tmp:
         pq.write_table(vectors_table(docs, items, codes, scale), tmp / "part-00000.parquet")

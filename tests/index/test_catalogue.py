@@ -117,3 +117,23 @@ def test_precomputed_codes(tiny_model, tmp_path):
     for bad in (codes[:2], codes[:1].astype(np.float32), codes[:1].toarray()):
         with pytest.raises(InputError, match="codes must be"):
             cat.add([{"id": "z", "title": "耳机"}], codes=bad)
+
+
+def test_filter_bitmaps_decoded_once(cat):
+    """A store decodes a field=value bitmap once; searches never change the shared copy."""
+    store = cat.stores[cat.index.segments[0].uid]
+    first = store.filter("brand", "华为")
+    want = set(first)
+    for flt in ({"brand": ["华为"]}, {"brand": ["华为", "罗技"]}):
+        cat.search("手机", filters=flt)
+    assert store.filter("brand", "华为") is first and set(first) == want
+
+
+def test_explain_with_the_query_vector_given(cat):
+    """The studio encodes a query once and explains every hit with it: the same rows."""
+    cat.editor.scale("手机", 2.0)
+    for q in ("华为手机", "罗技鼠标"):
+        qv = cat.query_vectors([q])[0]
+        for it in ITEMS:
+            a, b = cat.explain(q, it["id"]), cat.explain(q, it["id"], qv=qv)
+            assert (a.score, a.label, a.rows) == (b.score, b.label, b.rows)

@@ -76,3 +76,14 @@ def test_ray_bad_line_names_file_and_line(local_ray, tiny_model, tiny_model_dir,
     (tmp_path / "s" / "a.jsonl").write_text('{"id": "a", "title": "华为手机"}\n\n{oops\n')
     with pytest.raises(InputError, match=r"a\.jsonl:3: not valid JSON"):
         re_.encode_shards([tmp_path / "s"], tiny_model, tiny_model_dir, local_ray)
+
+
+def test_write_vectors_refuses_an_existing_out_before_ray(tiny_model, tmp_path):
+    """An existing --out is refused as the in-process writer refuses it, before any Ray
+    work (the shard path does not exist: reaching Ray would fail otherwise)."""
+    from index.vectors import VectorsFileError
+
+    out = tmp_path / "v.parquet"
+    out.mkdir()
+    with pytest.raises(VectorsFileError, match="exists: refusing to overwrite"):
+        re_.write_vectors([tmp_path / "none.jsonl"], tiny_model, tmp_path, out)
