@@ -22,18 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
-from timing import fastest_pass  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from timing import fastest_pass, peak_rss_mb  # noqa: E402
 
 
 def zipf_probs(n: int, s: float) -> np.ndarray:
