@@ -189,6 +189,7 @@ def main() -> None:
 
     import deepbow
     from deepbow.locations import shared_data_dir
+    from deepbow.readers import read_queries
 
     model = deepbow.load(args.model)
     work = Path(args.work)
@@ -199,8 +200,7 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     qpath = Path(args.queries or shared_data_dir() / "multicpr_ecom" / "dev.query.txt")
-    queries = [ln.split("\t", 1)[-1].strip() for ln in qpath.read_text("utf-8").splitlines()
-               if ln.strip()]
+    queries = [q.strip() for _, q in read_queries(qpath)]
     cat = local_catalogue(model, args.items, work)
     print(json.dumps({k: v for k, v in cat.stats().items() if k != "filter_fields"}))
     bench_milvus(cat, work, queries, args.k, args.passes, args.reuse_milvus)
