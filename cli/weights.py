@@ -22,7 +22,6 @@ from cli.common import (
 )
 from cli.scale_cmds import follow
 from index.edits import OPS, REQUIRED, Op
-from index.milvus_link import ITEM_OPS
 
 
 @click.group()
@@ -61,6 +60,7 @@ def _edit_command(op: Op) -> click.Command:
             **args):
         import deepbow
         from index.editor import Editor
+        from index.milvus_link import ITEM_OPS  # here: it pulls in the index (numba, scipy)
 
         cat = open_index(index_dir, model_path)
         reranker = deepbow.reranker(cat, ebrm_path) if op.entity and sample_query else None
