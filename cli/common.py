@@ -110,6 +110,14 @@ def emit_json(obj) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
 
 
+def emit_explanation(ex, as_json: bool) -> None:
+    """An Explanation (word by word or entity by entity): JSON with --json, else its text."""
+    if as_json:
+        emit_json(ex.to_json())
+    else:
+        click.echo(ex.to_text())
+
+
 def log_line(msg: str) -> None:
     """A timestamped progress line on stderr (training logs)."""
     click.echo(f"{time.strftime('%H:%M:%S')} {msg}", err=True)

@@ -11,6 +11,7 @@ import click
 from cli.common import (
     Progress,
     data_option,
+    emit_explanation,
     emit_json,
     finetune_pairs,
     handle_errors,
@@ -88,7 +89,7 @@ def explain(query, title, item_id, index_path, backend, collection, uri, model_p
     ex = explain_item(query, item_id, backend, index_path, uri, collection, edits_path,
                       model_path) if item_id is not None else deepbow.load_scorer(
         scorer, model_path, ebrm_path).explain(query, title, edits=_edits(edits_path))
-    click.echo(json.dumps(ex.to_json(), ensure_ascii=False) if as_json else ex.to_text())
+    emit_explanation(ex, as_json)
 
 
 @click.command()

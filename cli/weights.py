@@ -13,6 +13,7 @@ import click
 
 from cli.common import (
     ebrm_option,
+    emit_explanation,
     emit_json,
     handle_errors,
     index_dir,
@@ -115,12 +116,8 @@ def weights_show(index_dir, item_id, query, entities, ebrm_path, model_path, as_
 
     cat = open_index(index_dir, model_path)
     if query:
-        ex = deepbow.reranker(cat, ebrm_path).entity_explain(query, item_id) if entities \
-            else cat.explain(query, item_id)
-        if as_json:
-            emit_json(ex.to_json())
-        else:
-            click.echo(ex.to_text())
+        emit_explanation(deepbow.reranker(cat, ebrm_path).entity_explain(query, item_id)
+                         if entities else cat.explain(query, item_id), as_json)
         return
     rows = cat.editor.item_words(item_id)
     if as_json:
