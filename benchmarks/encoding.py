@@ -30,11 +30,11 @@ def main() -> None:
     import deepbow
     from deepbow.datasets import ner_titles
     from deepbow.locations import shared_data_dir
+    from deepbow.readers import read_queries
 
     model = deepbow.load(args.model)
-    d = shared_data_dir()
-    with open(d / "multicpr_ecom/dev.query.txt", encoding="utf-8") as fh:
-        queries = [line.rstrip("\n").split("\t", 1)[-1] for line in fh][: args.queries]
+    qpath = shared_data_dir() / "multicpr_ecom/dev.query.txt"
+    queries = [q for _, q in read_queries(qpath)][: args.queries]
     base = [t.text for t in ner_titles("dev")]
     titles = (base * (args.titles // len(base) + 1))[: args.titles]
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,9 @@ PERTURB_RANGE = (0.8, 1.25)
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("DEEPBOW_CACHE") or Path.home() / ".cache" / "deepbow"
-    d = Path(root) / "bench"
+    from deepbow.locations import default_cache_dir
+
+    d = default_cache_dir() / "bench"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -35,6 +35,7 @@ def encoded_titles_and_queries(model_path=None, n_queries=1000):
     """(title codes CSR, query term ids, query codes) of the real texts, cached by model id."""
     import deepbow
     from deepbow.datasets import ner_titles, shared_data_dir
+    from deepbow.readers import read_queries
 
     model = deepbow.load(model_path)
     n_queries = max(n_queries, 1000)  # one cache file serves every smaller run
@@ -51,8 +52,7 @@ def encoded_titles_and_queries(model_path=None, n_queries=1000):
     titles = model.encode_csr(texts, batch_size=256)
     queries = []
     for name in ("dev.query.txt", "train.query.txt"):
-        with open(shared_data_dir() / "multicpr_ecom" / name, encoding="utf-8") as fh:
-            queries += [line.rstrip("\n").split("\t", 1)[1] for line in fh if "\t" in line]
+        queries += [q for _, q in read_queries(shared_data_dir() / "multicpr_ecom" / name)]
         if len(queries) >= n_queries:
             break
     vecs = [v for v in model.encode(queries[: n_queries * 2], "query") if len(v)][:n_queries]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -40,7 +39,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
-from timing import fastest_pass  # noqa: E402
+from timing import fastest_pass, peak_rss_mb  # noqa: E402
 
 
 def timed(run, items, passes: int, keep=None):
@@ -55,10 +54,6 @@ def timed(run, items, passes: int, keep=None):
     cpu.append(time.process_time())
     # a pass's CPU time runs from its before_pass to the next one's (or the end)
     return total, lat, kept, min(b - a for a, b in zip(cpu, cpu[1:], strict=False))
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Exhaustive:

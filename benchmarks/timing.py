@@ -3,6 +3,7 @@ minutes, so each figure is the fastest of several passes over the same work."""
 
 from __future__ import annotations
 
+import resource
 import time
 
 
@@ -24,3 +25,8 @@ def fastest_pass(run, items, passes, keep=None, before_pass=None):
                 kept.append(out)
         best = min(best, (time.perf_counter() - t, lat), key=lambda x: x[0])
     return best[0], best[1], kept
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MB (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

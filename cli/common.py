@@ -68,6 +68,13 @@ def scorer_options(fn):
                         help="deepbow (word bags), ebrm (entities + soft logic) or hybrid.")(fn)
 
 
+def valid_option(fn):
+    return click.option("--valid", "valid_path", type=click.Path(path_type=Path, exists=True,
+                                                                 dir_okay=False), default=None,
+                        help="With --pairs: validation pairs (default: a query-disjoint 15% "
+                             "of --pairs).")(fn)
+
+
 def k_option(default: int):
     return click.option("-k", "k", type=click.IntRange(1, 10_000), default=default,
                         show_default=True, help="Hits per query (1 to 10,000).")
@@ -84,8 +91,31 @@ def open_index(path: Path, model_path: Path | None, verify: bool = False):
     return deepbow.open_index(path, deepbow.load(model_path) if model_path else None, verify)
 
 
+def labelled_pairs(path: Path) -> list:
+    """Every pair of a JSONL file, refused unless each has a label (file:line on bad input)."""
+    from deepbow.readers import labelled, read_pairs
+
+    return labelled(list(read_pairs(path)), path)
+
+
+def finetune_pairs(pairs_path: Path, valid_path: Path | None, init_dir: Path | None):
+    """(pairs, validation pairs or None) for `train --pairs` and `ebrm train --pairs`, which
+    fine-tune the model given with --init."""
+    if init_dir is None:
+        raise click.UsageError("--pairs fine-tunes a model: give it with --init")
+    return labelled_pairs(pairs_path), labelled_pairs(valid_path) if valid_path else None
+
+
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def emit_explanation(ex, as_json: bool) -> None:
+    """An Explanation (word by word or entity by entity): JSON with --json, else its text."""
+    if as_json:
+        emit_json(ex.to_json())
+    else:
+        click.echo(ex.to_text())
 
 
 def log_line(msg: str) -> None:

@@ -13,10 +13,12 @@ from cli.common import (
     data_option,
     ebrm_option,
     emit_json,
+    finetune_pairs,
     handle_errors,
     json_option,
     log_line,
     model_option,
+    valid_option,
 )
 
 
@@ -69,9 +71,7 @@ def ebrm() -> None:
                                                        dir_okay=False), default=None,
               help="Fine-tune on these labelled pairs (0/1/2 or E/S/C/I) instead of training "
                    "from the shared data; needs --init.")
-@click.option("--valid", "valid_path", type=click.Path(path_type=Path, exists=True,
-                                                       dir_okay=False), default=None,
-              help="With --pairs: validation pairs (default: a query-disjoint 15% of --pairs).")
+@valid_option
 @handle_errors
 def ebrm_train(out_dir, config_path, data_dir, deepbow_path, tagger_from, init_dir, pairs_path,
                valid_path):
@@ -79,18 +79,15 @@ def ebrm_train(out_dir, config_path, data_dir, deepbow_path, tagger_from, init_d
     calibrate the hybrid with DeepBoW (see the README for the shipped recipe); or fine-tune a
     model (--init) on your own labelled pairs (--pairs)."""
     import deepbow
-    from deepbow.readers import labelled, read_pairs
     from ebrm.calibrate import calibrate_hybrid
     from ebrm.config import EbrmConfig, default_config_path
     from ebrm.train import train_ebrm, train_on_pairs
 
     cfg = EbrmConfig.from_toml(config_path or default_config_path())
     if pairs_path is not None:
-        if init_dir is None:
-            raise click.UsageError("--pairs fine-tunes a model: give it with --init")
-        valid = labelled(list(read_pairs(valid_path)), valid_path) if valid_path else None
-        train_on_pairs(init_dir, labelled(list(read_pairs(pairs_path)), pairs_path), valid, cfg,
-                       out_dir, deepbow.load(deepbow_path), log=log_line)
+        pairs, valid = finetune_pairs(pairs_path, valid_path, init_dir)
+        train_on_pairs(init_dir, pairs, valid, cfg, out_dir, deepbow.load(deepbow_path),
+                       log=log_line)
         return
     model = train_ebrm(out_dir, cfg, data_dir, tagger_from=tagger_from, log=log_line)
     calibrate_hybrid(model, deepbow.load(deepbow_path), out_dir, data_dir, log=log_line)

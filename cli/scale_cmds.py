@@ -38,10 +38,13 @@ def ray_options(fn):
                              "or put --ray last.")(fn)
 
 
+uri_option = click.option("--uri", default=None, help="Milvus URI: http(s)://host:port, or a "
+                          "milvus-lite file ending in .db (default: deepbow-milvus.db).")
+
+
 def backend_options(fn):
     """--backend local|milvus, and which Milvus copy: --index DIR or --collection/--uri."""
-    fn = click.option("--uri", default=None, help="Milvus URI: http(s)://host:port, or a "
-                      "milvus-lite file ending in .db (default: deepbow-milvus.db).")(fn)
+    fn = uri_option(fn)
     fn = click.option("--collection", default=None, help="Milvus collection.")(fn)
     return click.option("--backend", type=click.Choice(["local", "milvus"]), default="local",
                         show_default=True, help="Rank with the local index, or with its Milvus "
@@ -53,8 +56,7 @@ def uri_options(fn):
                       help="Milvus shards (DML channels) of a new collection, for a cluster.")(fn)
     fn = click.option("--overwrite", is_flag=True, help="Replace the collection if it exists.")(fn)
     fn = click.option("--collection", required=True, help="Milvus collection to write.")(fn)
-    return click.option("--uri", default=None, help="Milvus URI: http(s)://host:port, or a "
-                        "milvus-lite file ending in .db (default: deepbow-milvus.db).")(fn)
+    return uri_option(fn)
 
 
 def ray_config(address: str | None, actors: int | None, cpus: float, paths=()):

@@ -11,12 +11,16 @@ import click
 from cli.common import (
     Progress,
     data_option,
+    emit_explanation,
     emit_json,
+    finetune_pairs,
     handle_errors,
     json_option,
+    labelled_pairs,
     log_line,
     model_option,
     scorer_options,
+    valid_option,
 )
 from cli.scale_cmds import backend_options, explain_item
 
@@ -85,7 +89,7 @@ def explain(query, title, item_id, index_path, backend, collection, uri, model_p
     ex = explain_item(query, item_id, backend, index_path, uri, collection, edits_path,
                       model_path) if item_id is not None else deepbow.load_scorer(
         scorer, model_path, ebrm_path).explain(query, title, edits=_edits(edits_path))
-    click.echo(json.dumps(ex.to_json(), ensure_ascii=False) if as_json else ex.to_text())
+    emit_explanation(ex, as_json)
 
 
 @click.command()
@@ -151,9 +155,8 @@ def eval_cmd(pairs_path, no_baseline, failures, model_path, scorer, ebrm_path, e
     AUC(1 vs 0), hard negatives, beside BM25. --scorer takes a comma list or "all"."""
     import deepbow
     from deepbow.evaluate import evaluate, to_text
-    from deepbow.readers import labelled, read_pairs
 
-    pairs = labelled(list(read_pairs(pairs_path)), pairs_path)
+    pairs = labelled_pairs(pairs_path)
     names = list(deepbow.SCORERS) if scorer == "all" else scorer.split(",")
     scorers = deepbow.load_scorers(names, model_path, ebrm_path)
     base = scorers.get("deepbow") or getattr(scorers.get("hybrid"), "deepbow", None) \
@@ -182,16 +185,13 @@ def eval_cmd(pairs_path, no_baseline, failures, model_path, scorer, ebrm_path, e
                                                        dir_okay=False), default=None,
               help="Train on these labelled pairs (0/1/2 or E/S/C/I) instead of the shared "
                    "data; needs --init.")
-@click.option("--valid", "valid_path", type=click.Path(path_type=Path, exists=True,
-                                                       dir_okay=False), default=None,
-              help="With --pairs: validation pairs (default: a query-disjoint 15% of --pairs).")
+@valid_option
 @data_option
 @handle_errors
 def train(config_path, out_dir, init_dir, pairs_path, valid_path, data_dir):
     """Train a DeepBoW model from the shared data (the shipped recipe, see the README), or
     fine-tune one (--init) on your own labelled query–title pairs (--pairs)."""
     from deepbow.config import TrainConfig, default_config_path
-    from deepbow.readers import labelled, read_pairs
     from deepbow.train import train_default, train_on_pairs
 
     cfg = TrainConfig.from_toml(config_path or default_config_path(
@@ -199,10 +199,7 @@ def train(config_path, out_dir, init_dir, pairs_path, valid_path, data_dir):
     if pairs_path is None:
         train_default(cfg, out_dir, data_dir, log=log_line, init=init_dir)
         return
-    if init_dir is None:
-        raise click.UsageError("--pairs fine-tunes a model: give it with --init")
-    pairs = labelled(list(read_pairs(pairs_path)), pairs_path)
-    valid = labelled(list(read_pairs(valid_path)), valid_path) if valid_path else None
+    pairs, valid = finetune_pairs(pairs_path, valid_path, init_dir)
     train_on_pairs(init_dir, pairs, valid, cfg.train, out_dir, log=log_line)
 
 

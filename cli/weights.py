@@ -13,6 +13,7 @@ import click
 
 from cli.common import (
     ebrm_option,
+    emit_explanation,
     emit_json,
     handle_errors,
     index_dir,
@@ -22,7 +23,6 @@ from cli.common import (
 )
 from cli.scale_cmds import follow
 from index.edits import OPS, REQUIRED, Op
-from index.milvus_link import ITEM_OPS
 
 
 @click.group()
@@ -61,6 +61,7 @@ def _edit_command(op: Op) -> click.Command:
             **args):
         import deepbow
         from index.editor import Editor
+        from index.milvus_link import ITEM_OPS  # here: it pulls in the index (numba, scipy)
 
         cat = open_index(index_dir, model_path)
         reranker = deepbow.reranker(cat, ebrm_path) if op.entity and sample_query else None
@@ -115,12 +116,8 @@ def weights_show(index_dir, item_id, query, entities, ebrm_path, model_path, as_
 
     cat = open_index(index_dir, model_path)
     if query:
-        ex = deepbow.reranker(cat, ebrm_path).entity_explain(query, item_id) if entities \
-            else cat.explain(query, item_id)
-        if as_json:
-            emit_json(ex.to_json())
-        else:
-            click.echo(ex.to_text())
+        emit_explanation(deepbow.reranker(cat, ebrm_path).entity_explain(query, item_id)
+                         if entities else cat.explain(query, item_id), as_json)
         return
     rows = cat.editor.item_words(item_id)
     if as_json:

@@ -127,3 +127,21 @@ def test_batch_search_on_threads_gives_the_same_run(run, tmp_path):
         assert r.exit_code == 0, r.output
         runs.append(out.read_text())
     assert runs[0] == runs[1] and len(runs[0].splitlines()) > 100
+
+
+@pytest.mark.parametrize("cmd", [["train"], ["ebrm", "train"]])
+def test_pairs_without_init_or_labels_is_refused(cmd, tmp_path):
+    """`train --pairs` and `ebrm train --pairs` fine-tune: they need --init, and labels on
+    every pair (of --pairs and of --valid), refused before any model is loaded."""
+    runner = CliRunner()
+    good, bare = tmp_path / "good.jsonl", tmp_path / "bare.jsonl"
+    write_jsonl(good, [{"query": "手机", "title": "华为手机", "label": 2}])
+    write_jsonl(bare, [{"query": "手机", "title": "华为手机"}])
+    out = ["--out", str(tmp_path / "m")]
+    r = runner.invoke(main, [*cmd, "--pairs", str(good), *out])
+    assert r.exit_code == 2 and "give it with --init" in r.output
+    init = ["--init", str(tmp_path / "none")]
+    for args in (["--pairs", str(bare)], ["--pairs", str(good), "--valid", str(bare)]):
+        r = runner.invoke(main, [*cmd, *args, *init, *out])
+        assert r.exit_code == 1 and f"{bare}: pair 1 has no label" in r.output, args
+    assert not (tmp_path / "m").exists()
