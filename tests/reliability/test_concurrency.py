@@ -53,9 +53,9 @@ def check_every_acknowledged_change(cat: Catalogue, logs: list[list[dict]]) -> N
 
 
 @pytest.mark.slow
-def test_writers_in_parallel_lose_no_acknowledged_change(tiny_model, tiny_model_dir, tmp_path):
-    path = tmp_path / "ix"
-    Catalogue.build(tiny_model, ITEMS, path)
+def test_writers_in_parallel_lose_no_acknowledged_change(cat, tiny_model, tiny_model_dir,
+                                                        tmp_path):
+    path = cat.path
     ctx = mp.get_context("spawn")
     logs = [tmp_path / f"w{i}.jsonl" for i in range(N_PROCESSES)]
     procs = [ctx.Process(target=workers.writer, args=(str(path), str(tiny_model_dir), i,

@@ -114,8 +114,7 @@ def test_set_compact_undo_restores_the_original_weight(tiny_model, tmp_path, ite
     assert Catalogue.open(cat.path, tiny_model, verify=True).folded_edits() == []
 
 
-def test_folded_edits_of_the_older_form_are_read(tiny_model, tmp_path):
-    cat = Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
+def test_folded_edits_of_the_older_form_are_read(cat, tiny_model):
     w = cat.editor.current_weight("a2", "手机")
     rec = cat.editor.set_weight("a2", "手机", w / 2)
     cat.compact()
