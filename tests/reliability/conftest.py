@@ -47,3 +47,10 @@ def clean_error(result, *needles: str) -> None:
     assert last.startswith("Error: "), result.output
     for n in needles:
         assert n in last, (n, last)
+
+
+def orphan_files(path) -> set[str]:
+    """Files in an index folder that its manifest does not list, beyond the manifest, the lock
+    and the journal: what a write that failed or was killed must never leave behind."""
+    listed = set(json.loads((path / "manifest.json").read_text())["files"])
+    return {p.name for p in path.iterdir()} - listed - {"manifest.json", ".lock", "edits.jsonl"}
