@@ -9,6 +9,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,16 +99,24 @@ def check_journal(path: Path) -> None:
     replay(records)
 
 
-@SETTINGS
-@given(lines_of_bytes)
-def test_catalogue_reader_on_arbitrary_bytes(data):
-    check_catalogue(file_with(data, "c.jsonl"))
+READERS = {"catalogue": (check_catalogue, "c.jsonl"), "pairs": (check_pairs, "p.jsonl"),
+           "query": (check_queries, "q.tsv"), "journal": (check_journal, "edits.jsonl")}
 
 
+@pytest.mark.parametrize("reader", READERS)
 @SETTINGS
-@given(st.lists(json_values, max_size=5))
-def test_catalogue_reader_on_json_values(values):
-    check_catalogue(file_with(json_lines(values), "c.jsonl"))
+@given(data=lines_of_bytes)
+def test_reader_on_arbitrary_bytes(reader, data):
+    check, name = READERS[reader]
+    check(file_with(data, name))
+
+
+@pytest.mark.parametrize("reader,max_values", [("catalogue", 5), ("pairs", 5), ("journal", 4)])
+@SETTINGS
+@given(data=st.data())
+def test_reader_on_json_values(reader, max_values, data):
+    check, name = READERS[reader]
+    check(file_with(json_lines(data.draw(st.lists(json_values, max_size=max_values))), name))
 
 
 @SETTINGS
@@ -125,41 +134,11 @@ def test_catalogue_reader_returns_valid_items_as_they_are(items):
 
 
 @SETTINGS
-@given(lines_of_bytes)
-def test_pairs_reader_on_arbitrary_bytes(data):
-    check_pairs(file_with(data, "p.jsonl"))
-
-
-@SETTINGS
-@given(st.lists(json_values, max_size=5))
-def test_pairs_reader_on_json_values(values):
-    check_pairs(file_with(json_lines(values), "p.jsonl"))
-
-
-@SETTINGS
 @given(st.lists(st.fixed_dictionaries(
     {"query": st.text(max_size=5), "title": st.text(max_size=5)},
     optional={"label": json_values, "esci": json_values, "qid": json_values}), max_size=4))
 def test_pairs_reader_on_pairs_with_any_label(pairs):
     check_pairs(file_with(json_lines(pairs), "p.jsonl"))
-
-
-@SETTINGS
-@given(lines_of_bytes)
-def test_query_reader_on_arbitrary_bytes(data):
-    check_queries(file_with(data, "q.tsv"))
-
-
-@SETTINGS
-@given(lines_of_bytes)
-def test_journal_reader_on_arbitrary_bytes(data):
-    check_journal(file_with(data, "edits.jsonl"))
-
-
-@SETTINGS
-@given(st.lists(json_values, max_size=4))
-def test_journal_reader_on_json_values(values):
-    check_journal(file_with(json_lines(values), "edits.jsonl"))
 
 
 args_for = {name: st.fixed_dictionaries({}, optional={a.name: json_values | (
