@@ -54,3 +54,11 @@ def orphan_files(path) -> set[str]:
     and the journal: what a write that failed or was killed must never leave behind."""
     listed = set(json.loads((path / "manifest.json").read_text())["files"])
     return {p.name for p in path.iterdir()} - listed - {"manifest.json", ".lock", "edits.jsonl"}
+
+
+def state(cat_path, model) -> tuple:
+    """What an acknowledged change would alter: items, segments, deletions, the journal."""
+    c = Catalogue.open(cat_path, model, verify=True)
+    items = sorted((it["id"], it["title"]) for it in (c.item(d) for d in c.id_map().values()))
+    return (items, [s.uid for s in c.index.segments], list(c.index.deleted),
+            [(r["seq"], r["op"], r["args"]) for r in c.editor.log()])

@@ -15,7 +15,7 @@ import pytest
 import index.catalogue
 from index.catalogue import Catalogue, encode_items
 from tests.reliability.conftest import orphan_files
-from tests.reliability.test_writes import state as full_state
+from tests.reliability.conftest import state as full_state
 
 STEPS = ("replace", "fsync", "pwrite", "ftruncate", "unlink")
 
