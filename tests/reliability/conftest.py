@@ -1,4 +1,5 @@
-"""Fixtures of the reliability suite: an index of the test catalogue and the CLI on it."""
+"""Fixtures of the reliability suite: the CLI on the tiny model, and the checks the suite shares
+(the index of the test catalogue, `cat`, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,6 @@ from click.testing import CliRunner
 
 from cli.main import main
 from index.catalogue import Catalogue
-from tests.conftest import ITEMS
-
-
-@pytest.fixture
-def cat(tiny_model, tmp_path):
-    return Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
 
 
 @pytest.fixture
@@ -32,11 +27,6 @@ def cli(tiny_model, tiny_model_dir, monkeypatch):
         return runner.invoke(main, [str(a) for a in args] + extra, catch_exceptions=False)
 
     return invoke
-
-
-def write_jsonl(path, rows) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
 
 
 def clean_error(result, *needles: str) -> None:

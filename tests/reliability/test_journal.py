@@ -11,8 +11,8 @@ import pytest
 from index.catalogue import Catalogue
 from index.editor import journal_of
 from index.journal import EditError
-from tests.conftest import ITEMS
-from tests.reliability.conftest import clean_error, write_jsonl
+from tests.conftest import ITEMS, write_jsonl
+from tests.reliability.conftest import clean_error
 
 GOOD = {"v": 1, "seq": 1, "op": "ban", "args": {"word": "包邮"}, "by": "ann", "ts": "t"}
 BAD_RECORDS = {

@@ -18,8 +18,8 @@ import pytest
 
 from index.catalogue import Catalogue
 from index.editor import append_edit, journal_of
-from tests.conftest import ITEMS
-from tests.reliability.conftest import clean_error, state, write_jsonl
+from tests.conftest import ITEMS, write_jsonl
+from tests.reliability.conftest import clean_error, state
 
 
 class Faults:
