@@ -6,6 +6,7 @@ It needs neither ../shared nor the shipped model, and trains in a few seconds.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 
 import pytest
@@ -84,6 +85,19 @@ def tiny_model_dir(tiny_model, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny"
     tiny_model.save(path)
     return path
+
+
+@pytest.fixture
+def cat(tiny_model, tmp_path):
+    """An index of ITEMS, built afresh for each test under tmp_path/ix."""
+    from index.catalogue import Catalogue
+
+    return Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
+
+
+def write_jsonl(path, rows) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
 
 
 def synthetic_gold(seed: int, n: int) -> list:

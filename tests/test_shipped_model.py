@@ -57,17 +57,23 @@ def shared_or_skip():
         pytest.skip("../shared/data not present")
 
 
+def dev_slice() -> tuple[list, np.ndarray]:
+    """The held-out slice the pins were measured on (the first 2,000 pairs made from the dev
+    titles with seed 1) and its labels; skips the test without ../shared/data."""
+    from deepbow.datasets import ecommerce_pairs, ner_titles
+
+    pairs = ecommerce_pairs(ner_titles("dev", shared_or_skip()), seed=1)[:2000]
+    return pairs, np.array([p.label for p in pairs])
+
+
 @needs_model
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_pinned_metrics_on_ecom_dev_slice(model):
-    from deepbow.datasets import ecommerce_pairs, ner_titles
     from deepbow.metrics import auc
 
-    d = shared_or_skip()
-    pairs = ecommerce_pairs(ner_titles("dev", d), seed=1)[:2000]
+    pairs, y = dev_slice()
     s = model.score_pairs([(p.query, p.title) for p in pairs])
-    y = np.array([p.label for p in pairs])
     assert auc(s, y >= 1) == pytest.approx(PINNED["ecom_auc_ge1"], abs=0.002)
     assert auc(s, y == 2) == pytest.approx(PINNED["ecom_auc_eq2"], abs=0.002)
 
@@ -86,7 +92,6 @@ PINNED_EBRM = {"ebrm": (0.9967, 0.9948), "hybrid": (0.9984, 0.9969)}
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_shipped_ebrm_tags_explains_and_keeps_its_figures():
-    from deepbow.datasets import ecommerce_pairs, ner_titles
     from deepbow.metrics import auc
 
     e = deepbow.load_ebrm(cache=None)
@@ -96,9 +101,7 @@ def test_shipped_ebrm_tags_explains_and_keeps_its_figures():
     ex = e.explain("华为手机", "小米14 5g手机 官方正品")
     assert ex.label < 2 and any(r.type == "brand" and r.c < 0.5 for r in ex.rows)
     h = deepbow.load_scorer("hybrid", cache=None)  # calibrated against the shipped DeepBoW
-    d = shared_or_skip()
-    pairs = ecommerce_pairs(ner_titles("dev", d), seed=1)[:2000]
-    y = np.array([p.label for p in pairs])
+    pairs, y = dev_slice()
     for name, m in (("ebrm", e), ("hybrid", h)):
         s = m.score_pairs([(p.query, p.title) for p in pairs])
         assert auc(s, y >= 1) == pytest.approx(PINNED_EBRM[name][0], abs=0.002), name

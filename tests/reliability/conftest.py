@@ -1,4 +1,5 @@
-"""Fixtures of the reliability suite: an index of the test catalogue and the CLI on it."""
+"""Fixtures of the reliability suite: the CLI on the tiny model, and the checks the suite shares
+(the index of the test catalogue, `cat`, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,6 @@ from click.testing import CliRunner
 
 from cli.main import main
 from index.catalogue import Catalogue
-from tests.conftest import ITEMS
-
-
-@pytest.fixture
-def cat(tiny_model, tmp_path):
-    return Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
 
 
 @pytest.fixture
@@ -34,11 +29,6 @@ def cli(tiny_model, tiny_model_dir, monkeypatch):
     return invoke
 
 
-def write_jsonl(path, rows) -> None:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
-
-
 def clean_error(result, *needles: str) -> None:
     """Exit status 1, one `Error: ...` line naming the problem, no traceback."""
     assert result.exit_code == 1, result.output
@@ -47,3 +37,18 @@ def clean_error(result, *needles: str) -> None:
     assert last.startswith("Error: "), result.output
     for n in needles:
         assert n in last, (n, last)
+
+
+def orphan_files(path) -> set[str]:
+    """Files in an index folder that its manifest does not list, beyond the manifest, the lock
+    and the journal: what a write that failed or was killed must never leave behind."""
+    listed = set(json.loads((path / "manifest.json").read_text())["files"])
+    return {p.name for p in path.iterdir()} - listed - {"manifest.json", ".lock", "edits.jsonl"}
+
+
+def state(cat_path, model) -> tuple:
+    """What an acknowledged change would alter: items, segments, deletions, the journal."""
+    c = Catalogue.open(cat_path, model, verify=True)
+    items = sorted((it["id"], it["title"]) for it in (c.item(d) for d in c.id_map().values()))
+    return (items, [s.uid for s in c.index.segments], list(c.index.deleted),
+            [(r["seq"], r["op"], r["args"]) for r in c.editor.log()])

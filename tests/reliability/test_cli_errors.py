@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from deepbow.errors import InputError
-from tests.conftest import ITEMS
-from tests.reliability.conftest import clean_error, write_jsonl
+from tests.conftest import ITEMS, write_jsonl
+from tests.reliability.conftest import clean_error
 
 
 @pytest.mark.parametrize("label,message", [

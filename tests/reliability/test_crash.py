@@ -14,7 +14,8 @@ import pytest
 
 import index.catalogue
 from index.catalogue import Catalogue, encode_items
-from tests.reliability.test_writes import state as full_state
+from tests.reliability.conftest import orphan_files
+from tests.reliability.conftest import state as full_state
 
 STEPS = ("replace", "fsync", "pwrite", "ftruncate", "unlink")
 
@@ -55,9 +56,7 @@ def state(path, model) -> tuple:
 def files_after_next_write(path, model) -> set[str]:
     cat = Catalogue.open(path, model)
     cat.delete([next(iter(cat.id_map()))])
-    listed = set(json.loads((path / "manifest.json").read_text())["files"])
-    return {p.name for p in path.iterdir()} - listed - {"manifest.json", ".lock",
-                                                         "edits.jsonl"}
+    return orphan_files(path)
 
 
 def recorder(steps: list, name: str, real):

@@ -12,7 +12,8 @@ import pytest
 
 from index.catalogue import Catalogue
 from index.inverted import IndexFileError, InvertedIndex
-from tests.reliability.conftest import clean_error, write_jsonl
+from tests.conftest import write_jsonl
+from tests.reliability.conftest import clean_error
 
 
 def seg_file(ix, kind: str):

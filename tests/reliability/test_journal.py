@@ -11,8 +11,8 @@ import pytest
 from index.catalogue import Catalogue
 from index.editor import journal_of
 from index.journal import EditError
-from tests.conftest import ITEMS
-from tests.reliability.conftest import clean_error, write_jsonl
+from tests.conftest import ITEMS, write_jsonl
+from tests.reliability.conftest import clean_error
 
 GOOD = {"v": 1, "seq": 1, "op": "ban", "args": {"word": "包邮"}, "by": "ann", "ts": "t"}
 BAD_RECORDS = {
@@ -114,8 +114,7 @@ def test_set_compact_undo_restores_the_original_weight(tiny_model, tmp_path, ite
     assert Catalogue.open(cat.path, tiny_model, verify=True).folded_edits() == []
 
 
-def test_folded_edits_of_the_older_form_are_read(tiny_model, tmp_path):
-    cat = Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
+def test_folded_edits_of_the_older_form_are_read(cat, tiny_model):
     w = cat.editor.current_weight("a2", "手机")
     rec = cat.editor.set_weight("a2", "手机", w / 2)
     cat.compact()

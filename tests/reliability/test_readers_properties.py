@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +18,6 @@ from index.editor import journal_of
 from index.edits import OPS, describe, replay
 from index.journal import EditError
 
-FOLDER = Path(tempfile.mkdtemp(prefix="deepbow-props-"))
 SETTINGS = settings(max_examples=100, deadline=None)
 
 json_values = st.recursive(
@@ -34,8 +33,15 @@ lines_of_bytes = st.lists(st.binary(max_size=40) | st.sampled_from(
     max_size=6).map(lambda parts: b"\n".join(parts))
 
 
-def file_with(data: bytes, name: str) -> Path:
-    path = FOLDER / name
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """One folder for the module's files (hypothesis refuses a function-scoped tmp_path: it
+    would not be fresh for each example); pytest removes it with its other old tmp folders."""
+    return tmp_path_factory.mktemp("props")
+
+
+def file_with(folder: Path, data: bytes, name: str) -> Path:
+    path = folder / name
     path.write_bytes(data)
     return path
 
@@ -98,24 +104,33 @@ def check_journal(path: Path) -> None:
     replay(records)
 
 
-@SETTINGS
-@given(lines_of_bytes)
-def test_catalogue_reader_on_arbitrary_bytes(data):
-    check_catalogue(file_with(data, "c.jsonl"))
+READERS = {"catalogue": (check_catalogue, "c.jsonl"), "pairs": (check_pairs, "p.jsonl"),
+           "query": (check_queries, "q.tsv"), "journal": (check_journal, "edits.jsonl")}
 
 
+@pytest.mark.parametrize("reader", READERS)
 @SETTINGS
-@given(st.lists(json_values, max_size=5))
-def test_catalogue_reader_on_json_values(values):
-    check_catalogue(file_with(json_lines(values), "c.jsonl"))
+@given(data=lines_of_bytes)
+def test_reader_on_arbitrary_bytes(folder, reader, data):
+    check, name = READERS[reader]
+    check(file_with(folder, data, name))
+
+
+@pytest.mark.parametrize("reader,max_values", [("catalogue", 5), ("pairs", 5), ("journal", 4)])
+@SETTINGS
+@given(data=st.data())
+def test_reader_on_json_values(folder, reader, max_values, data):
+    check, name = READERS[reader]
+    values = data.draw(st.lists(json_values, max_size=max_values))
+    check(file_with(folder, json_lines(values), name))
 
 
 @SETTINGS
 @given(st.lists(st.fixed_dictionaries({"id": st.text(min_size=1, max_size=8) | st.integers(),
                                        "title": st.text(min_size=1, max_size=8)}),
                 max_size=5))
-def test_catalogue_reader_returns_valid_items_as_they_are(items):
-    path = file_with(json_lines(items), "c.jsonl")
+def test_catalogue_reader_returns_valid_items_as_they_are(folder, items):
+    path = file_with(folder, json_lines(items), "c.jsonl")
     try:
         got = read_catalogue(path)
     except InputError as e:
@@ -125,41 +140,11 @@ def test_catalogue_reader_returns_valid_items_as_they_are(items):
 
 
 @SETTINGS
-@given(lines_of_bytes)
-def test_pairs_reader_on_arbitrary_bytes(data):
-    check_pairs(file_with(data, "p.jsonl"))
-
-
-@SETTINGS
-@given(st.lists(json_values, max_size=5))
-def test_pairs_reader_on_json_values(values):
-    check_pairs(file_with(json_lines(values), "p.jsonl"))
-
-
-@SETTINGS
 @given(st.lists(st.fixed_dictionaries(
     {"query": st.text(max_size=5), "title": st.text(max_size=5)},
     optional={"label": json_values, "esci": json_values, "qid": json_values}), max_size=4))
-def test_pairs_reader_on_pairs_with_any_label(pairs):
-    check_pairs(file_with(json_lines(pairs), "p.jsonl"))
-
-
-@SETTINGS
-@given(lines_of_bytes)
-def test_query_reader_on_arbitrary_bytes(data):
-    check_queries(file_with(data, "q.tsv"))
-
-
-@SETTINGS
-@given(lines_of_bytes)
-def test_journal_reader_on_arbitrary_bytes(data):
-    check_journal(file_with(data, "edits.jsonl"))
-
-
-@SETTINGS
-@given(st.lists(json_values, max_size=4))
-def test_journal_reader_on_json_values(values):
-    check_journal(file_with(json_lines(values), "edits.jsonl"))
+def test_pairs_reader_on_pairs_with_any_label(folder, pairs):
+    check_pairs(file_with(folder, json_lines(pairs), "p.jsonl"))
 
 
 args_for = {name: st.fixed_dictionaries({}, optional={a.name: json_values | (
@@ -173,6 +158,6 @@ records = st.lists(st.sampled_from(sorted(OPS)).flatmap(lambda op: st.fixed_dict
 
 @SETTINGS
 @given(records)
-def test_journal_reader_on_records_of_every_operation(recs):
-    check_journal(file_with(json_lines([{**r, "seq": i} for i, r in enumerate(recs, 1)]),
+def test_journal_reader_on_records_of_every_operation(folder, recs):
+    check_journal(file_with(folder, json_lines([{**r, "seq": i} for i, r in enumerate(recs, 1)]),
                             "edits.jsonl"))

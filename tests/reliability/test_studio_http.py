@@ -12,12 +12,10 @@ import pytest
 
 from index.catalogue import Catalogue
 from index.studio import Studio, serve
-from tests.conftest import ITEMS
 
 
 @pytest.fixture
-def studio(tiny_model, tmp_path):
-    cat = Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
+def studio(cat):
     st = Studio(cat, None, user="tester")
     srv = serve(st, "127.0.0.1", 0)
     srv.RequestHandlerClass.timeout = 1  # seconds a client may take (10 when served)

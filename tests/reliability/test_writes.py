@@ -18,8 +18,8 @@ import pytest
 
 from index.catalogue import Catalogue
 from index.editor import append_edit, journal_of
-from tests.conftest import ITEMS
-from tests.reliability.conftest import clean_error, write_jsonl
+from tests.conftest import ITEMS, write_jsonl
+from tests.reliability.conftest import clean_error, state
 
 
 class Faults:
@@ -54,14 +54,6 @@ class Faults:
 
 def listing(path) -> set[str]:
     return {p.name for p in path.iterdir()} - {".lock"}
-
-
-def state(cat_path, model) -> tuple:
-    """What an acknowledged change would alter: items, segments, deletions, the journal."""
-    c = Catalogue.open(cat_path, model, verify=True)
-    items = sorted((it["id"], it["title"]) for it in (c.item(d) for d in c.id_map().values()))
-    return (items, [s.uid for s in c.index.segments], list(c.index.deleted),
-            [(r["seq"], r["op"], r["args"]) for r in c.editor.log()])
 
 
 WRITES = {

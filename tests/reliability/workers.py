@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 
-BRANDS = ["华为", "小米", "苹果", "耐克", "罗技", "韩都"]
-PRODUCTS = ["手机", "手机壳", "鼠标", "鼠标垫", "连衣裙", "运动鞋", "充电宝", "耳机"]
+from tests.conftest import BRANDS, PRODUCTS
+
 OPS = ["add"] * 3 + ["delete", "update", "compact", "set", "set", "scale", "search", "search"]
 
 
