@@ -199,9 +199,7 @@ def encode_catalogue(inputs, out_dir, overwrite, ray_address, ray_actors, ray_cp
         m = ray_encode.write_vectors(inputs, model, model_dir(model_path), out_dir, cfg,
                                      overwrite)
     else:
-        if out_dir.exists() and not overwrite:
-            raise vectors.VectorsFileError(f"{out_dir} exists: refusing to overwrite it "
-                                           "(use --overwrite)")
+        vectors.check_out(out_dir, overwrite)
         items = validate_items(read_shards(inputs))
         with Progress(len(items), "encoding titles") as bar:
             codes = encode_items(model, items, INDEX_BATCH, bar)

@@ -217,16 +217,11 @@ def calibrate(model_path, config_path, data_dir):
     place; with --config, with that recipe's product-word priors."""
     import deepbow
     from deepbow.config import TrainConfig
-    from deepbow.train import calibrate_default, set_priors
+    from deepbow.train import recalibrate
 
     model = deepbow.load(model_path)
-    calibrate_on = model.manifest.get("train_config", {}).get("train", {}).get(
-        "calibrate_on", "qbqtc")
-    if config_path is not None:
-        cfg = TrainConfig.from_toml(config_path)
-        set_priors(model, cfg.priors, data_dir, log=log_line)
-        model.manifest.setdefault("train_config", {})["priors"] = cfg.priors.to_dict()
-    calibrate_default(model, data_dir, calibrate_on, log=log_line)
+    priors = TrainConfig.from_toml(config_path).priors if config_path is not None else None
+    recalibrate(model, priors, data_dir, log=log_line)
     click.echo(f"saved {model_path} (model id {model.save(model_path)})", err=True)
 
 

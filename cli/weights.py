@@ -137,10 +137,10 @@ def weights_show(index_dir, item_id, query, entities, ebrm_path, model_path, as_
 def weights_log(index_dir, model_path, as_json):
     """Every edit, oldest first; undone ones are marked (--model is accepted, not needed)."""
     from index.editor import journal_of
-    from index.edits import replay
+    from index.edits import active_seqs
 
     records = journal_of(index_dir).read()
-    active = replay(records).active
+    active = active_seqs(records)
     if as_json:
         for r in records:
             emit_json({**r, "active": r["seq"] in active})

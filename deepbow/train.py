@@ -302,11 +302,18 @@ def validate(model, pairs: Sequence[Pair]) -> dict[str, float]:
     return out
 
 
-def calibrate_default(model, data_dir: Path | None = None, calibrate_on: str = "qbqtc",
-                      log: Callable[[str], None] = lambda s: None) -> None:
-    """Re-run the calibration of a trained model on the default validation pairs."""
+def recalibrate(model, priors=None, data_dir: Path | None = None,
+                log: Callable[[str], None] = lambda s: None) -> None:
+    """Re-run the calibration of a trained model on the default validation pairs, with the
+    pairs its recipe calibrated on; with `priors` (PriorParams), give it those product-word
+    priors first and record them in its recipe (`deepbow calibrate --config`)."""
     from deepbow.datasets import training_pairs
 
+    calibrate_on = model.manifest.get("train_config", {}).get("train", {}).get(
+        "calibrate_on", "qbqtc")
+    if priors is not None:
+        set_priors(model, priors, data_dir, log)
+        model.manifest.setdefault("train_config", {})["priors"] = priors.to_dict()
     calibrate(model, training_pairs("valid", data_dir), calibrate_on, log)
 
 

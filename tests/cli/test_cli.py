@@ -6,6 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
+from tests.conftest import write_jsonl
 
 
 @pytest.fixture
@@ -17,11 +18,6 @@ def run(tiny_model_dir):
         return runner.invoke(main, [*args, *extra], catch_exceptions=False)
 
     return invoke
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                    encoding="utf-8")
 
 
 def test_every_command_has_help():
@@ -145,3 +141,27 @@ def test_pairs_without_init_or_labels_is_refused(cmd, tmp_path):
         r = runner.invoke(main, [*cmd, *args, *init, *out])
         assert r.exit_code == 1 and f"{bare}: pair 1 has no label" in r.output, args
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.shared_data
+def test_calibrate_refits_in_place_and_with_config_gives_priors(tiny_model_dir, tmp_path):
+    import shutil
+
+    import deepbow
+    from deepbow.locations import shared_data_dir
+
+    if not shared_data_dir().is_dir():
+        pytest.skip("../shared/data not present")
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, d)
+    runner = CliRunner()
+    r = runner.invoke(main, ["calibrate", "--model", str(d)])
+    assert r.exit_code == 0, r.output
+    m = deepbow.load(d)
+    assert not m.priors.params.active  # the tiny recipe has none
+    cfg = "deepbow/configs/default.toml"
+    r = runner.invoke(main, ["calibrate", "--model", str(d), "--config", cfg])
+    assert r.exit_code == 0, r.output
+    m = deepbow.load(d)
+    assert m.priors.params.active and m.manifest["train_config"]["priors"]["query_head"] == 1.0
+    assert (d / "products.txt").is_file() and m.thresholds[0] <= m.thresholds[1]

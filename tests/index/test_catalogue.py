@@ -11,11 +11,6 @@ from index.inverted import IndexFileError
 from tests.conftest import ITEMS
 
 
-@pytest.fixture
-def cat(tiny_model, tmp_path):
-    return Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
-
-
 def brute(model, query, items):
     s = model.score(query, [it["title"] for it in items])
     order = sorted(range(len(items)), key=lambda i: (-s[i], i))

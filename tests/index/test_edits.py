@@ -16,11 +16,6 @@ from index.journal import EditError
 from tests.conftest import ITEMS
 
 
-@pytest.fixture
-def cat(tiny_model, tmp_path):
-    return Catalogue.build(tiny_model, ITEMS, tmp_path / "ix")
-
-
 def ranking(cat, q, k=10):
     return [(h.id, h.score) for h in cat.search(q, k)]
 
